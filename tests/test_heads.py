@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mrcnn.backbone import BatchNorm
-from mrcnn.heads import build_box_head, build_mask_head
+from mrcnn.heads import WholeInputConv2D, build_box_head, build_mask_head
 from tests.helpers import heads_layout
 
 
@@ -48,3 +48,50 @@ def test_output_shapes_and_ranges():
     # Any number of ROIs, including none.
     assert mask_head(np.zeros((0, 14, 14, 16), np.float32)).shape == (0, 28, 28, 5)
     assert box_head(np.zeros((0, 7, 7, 16), np.float32))[2].shape == (0, 5, 4)
+
+
+def _numpy_valid_conv(x, kernel, bias):
+    """Reference 'valid' stride-1 cross-correlation, x [N, H, W, C], kernel [kh, kw, C, O]."""
+    kh, kw = kernel.shape[:2]
+    oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    out = np.zeros((x.shape[0], oh, ow, kernel.shape[3]))
+    for i in range(oh):
+        for j in range(ow):
+            out[:, i, j] = np.einsum("nhwc,hwco->no", x[:, i:i + kh, j:j + kw], kernel)
+    return out + bias
+
+
+@pytest.mark.parametrize("spatial", [7, 9])
+def test_whole_input_conv_matches_convolution_and_its_gradients(spatial):
+    """The matmul form (kernel == input size) and the fallback (larger input) both equal a
+    NumPy convolution, and the kernel/input gradients equal Conv2D's."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, spatial, spatial, 6)).astype("float32")
+    layer = WholeInputConv2D(4, 7, padding="valid")
+    ref = keras.layers.Conv2D(4, 7, padding="valid")
+    layer.build(x.shape)
+    ref.build(x.shape)
+    kernel = rng.normal(size=(7, 7, 6, 4)).astype("float32")
+    bias = rng.normal(size=4).astype("float32")
+    layer.set_weights([kernel, bias])
+    ref.set_weights([kernel, bias])
+    np.testing.assert_allclose(np.asarray(layer(x)), _numpy_valid_conv(x, kernel, bias), rtol=1e-4, atol=1e-4)
+
+    xt = tf.constant(x)
+    grads = []
+    for lyr in (layer, ref):
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = tf.reduce_sum(tf.square(lyr(xt)))
+        grads.append([np.asarray(g) for g in tape.gradient(y, [xt, lyr.kernel, lyr.bias])])
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_whole_input_conv_serializes():
+    layer = WholeInputConv2D(3, 7, padding="valid", name="mrcnn_class_conv1")
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(clone) is WholeInputConv2D
+    assert clone.get_config() == layer.get_config()
