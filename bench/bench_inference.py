@@ -10,10 +10,12 @@ original image, masks pasted at full size).
 
 With --torchvision (if ``import torchvision`` works) torchvision's
 maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=S, max_size=S) is timed in the
-same run with the same thread count. torchvision is never installed by this script.
+same run with the same thread count, in a child process run by ``--torchvision-python`` (an
+interpreter of another virtualenv) when given. torchvision is never installed by this script.
 
     .venv/bin/python -m bench.bench_inference [--sizes 512,1024] [--repeats 5] [--backbone resnet50]
                                              [--torchvision] [--threads N]
+                                             [--torchvision-python /path/to/venv/bin/python]
 
 Prints a table and writes bench/results/inference.json.
 """
@@ -138,6 +140,26 @@ def bench_torchvision(size, setting, repeats, threads):
             "threads": torch.get_num_threads()}
 
 
+TORCH_CHILD = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from bench.bench_inference import bench_torchvision
+print(json.dumps(bench_torchvision(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))))
+"""
+
+
+def bench_torchvision_child(python, size, setting, repeats, threads):
+    """``bench_torchvision`` in a child process of ``python`` (torch kept out of this venv)."""
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([python, "-c", TORCH_CHILD, repo, str(size), setting, str(repeats), str(threads)],
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"torchvision child under {python} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def _env(threads):
     import tensorflow as tf
 
@@ -163,6 +185,8 @@ def main(argv=None):
     ap.add_argument("--backbone", default="resnet50")
     ap.add_argument("--settings", default="default,dense,few", help=f"subset of {','.join(SETTINGS)}")
     ap.add_argument("--torchvision", action="store_true", help="also time torchvision's maskrcnn_resnet50_fpn")
+    ap.add_argument("--torchvision-python", default=None,
+                    help="interpreter that can import torchvision (e.g. another venv); implies --torchvision")
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads for TF and torch (0: TF default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=os.path.join("bench", "results", "inference.json"))
@@ -185,7 +209,15 @@ def main(argv=None):
                   f"(graph {p['graph']:.3f}, unmold {p['unmold']:.3f}, mold {p['mold']:.3f}; "
                   f"{rec['detections']} detections)", flush=True)
     tv_error = None
-    if args.torchvision:
+    if args.torchvision_python:
+        for size in sizes:
+            for setting in settings:
+                rec = bench_torchvision_child(args.torchvision_python, size, setting, args.repeats,
+                                              args.threads or os.cpu_count())
+                theirs.append(rec)
+                print(f"torchvision {size}px {setting:<7} {rec['median_seconds']:.3f} s/image "
+                      f"({rec['detections']} detections)", flush=True)
+    elif args.torchvision:
         try:
             import torchvision  # noqa: F401
         except ImportError as exc:

@@ -8,12 +8,14 @@ classes. A step's time is the wall time between consecutive step completions (wa
 included), median over ``--steps`` steps after ``--warmup`` (the first includes tracing). Peak
 memory is the process's ru_maxrss (VmHWM), which includes TensorFlow itself.
 
-With --torchvision (if ``import torchvision`` works; it is never installed here) torchvision's
+With --torchvision (if ``import torchvision`` works under this interpreter or
+``--torchvision-python``; torch is never a dependency) torchvision's
 maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=S, max_size=S) is trained on
 the same images in a child process (its own peak RSS), same thread count.
 
     .venv/bin/python -m bench.bench_train [--size 512] [--batch 1] [--backbone resnet50]
                                          [--steps 7] [--warmup 2] [--torchvision]
+                                         [--torchvision-python /path/to/venv/bin/python]
 
 Prints a table and writes bench/results/train.json (results of other sizes/backbones/batches
 already in the file are kept, keyed by setting).
@@ -209,7 +211,9 @@ TORCH_CHILD = r"""
 import json, resource, sys, time
 import numpy as np, torch, torchvision
 sys.path.insert(0, sys.argv[5])
-from bench.bench_train import synthetic_dataset
+from bench.bench_train import synthetic_dataset, vm_hwm_kb as hwm_kb
+# VmHWM, not ru_maxrss: Linux carries the parent's peak RSS at fork() into the child's
+# ru_maxrss across exec, so ru_maxrss would report at least this benchmark's own peak.
 size, batch, steps, warmup = (int(v) for v in sys.argv[1:5])
 torch.manual_seed(1)
 model = torchvision.models.detection.maskrcnn_resnet50_fpn(
@@ -245,17 +249,20 @@ for i in range(warmup + steps):
 med = float(np.median(times[warmup:]))
 print(json.dumps({"seconds_per_step": med, "images_per_second": batch / med, "step_times": times,
                   "threads": torch.get_num_threads(),
-                  "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}))
+                  "peak_rss_gb": hwm_kb() / 2 ** 20,
+                  "ru_maxrss_gb_incl_parent_at_fork": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}))
 """
 
 
-def run_torchvision(size, batch, steps, warmup):
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        return {"skipped": "import torchvision failed: not installed (this script never installs it)"}
+def run_torchvision(size, batch, steps, warmup, python=None):
+    """Time torchvision in a child process run by ``python`` (default: this interpreter), so
+    torch can live in its own virtualenv and never becomes a dependency of the project."""
+    python = python or sys.executable
+    probe = subprocess.run([python, "-c", "import torchvision"], capture_output=True, text=True)
+    if probe.returncode:
+        return {"skipped": f"import torchvision failed under {python} (this script never installs it)"}
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", TORCH_CHILD, str(size), str(batch), str(steps), str(warmup), repo],
+    out = subprocess.run([python, "-c", TORCH_CHILD, str(size), str(batch), str(steps), str(warmup), repo],
                          capture_output=True, text=True)
     if out.returncode:
         return {"skipped": "torchvision run failed: " + out.stderr[-2000:]}
@@ -281,6 +288,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=7, help="timed steps (median)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed first steps (tracing)")
     ap.add_argument("--torchvision", action="store_true", help="also time torchvision if importable")
+    ap.add_argument("--torchvision-python", default=None,
+                    help="interpreter that can import torchvision (e.g. a separate venv); default: this one")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time parts of the step on a cached batch (where the time goes)")
     ap.add_argument("--out", default=os.path.join("bench", "results", "train.json"))
@@ -288,7 +297,8 @@ def main(argv=None):
 
     key = f"{args.backbone}_{args.size}_b{args.batch}"
     ours = run_ours(args.size, args.batch, args.backbone, args.steps, args.warmup)
-    tv = run_torchvision(args.size, args.batch, args.steps, args.warmup) if args.torchvision else None
+    tv = (run_torchvision(args.size, args.batch, args.steps, args.warmup, args.torchvision_python)
+          if args.torchvision else None)
     parts = None
     if args.breakdown:
         print("breakdown (cached batch, median of 3):")
