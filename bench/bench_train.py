@@ -77,7 +77,7 @@ def synthetic_dataset(size, count, seed=0):
     return ds
 
 
-def make_config(size, batch, backbone):
+def make_config(size, batch, backbone, rpn_channels=512):
     from mrcnn.config import Config
 
     class TrainBenchConfig(Config):
@@ -87,6 +87,7 @@ def make_config(size, batch, backbone):
         IMAGE_MIN_DIM = size
         IMAGE_MAX_DIM = size
         IMAGES_PER_GPU = batch
+        RPN_CONV_CHANNELS = rpn_channels
         SEED = 1
 
     return TrainBenchConfig()
@@ -100,7 +101,7 @@ def vm_hwm_kb():
     return None
 
 
-def run_ours(size, batch, backbone, steps, warmup):
+def run_ours(size, batch, backbone, steps, warmup, rpn_channels=512):
     import keras
     import tensorflow as tf
 
@@ -109,7 +110,7 @@ def run_ours(size, batch, backbone, steps, warmup):
     from mrcnn.training import Trainer
 
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    config = make_config(size, batch, backbone)
+    config = make_config(size, batch, backbone, rpn_channels)
     keras.utils.set_random_seed(1)
     model = MaskRCNN("training", config, "/tmp/bench_train_logs")
     model.set_trainable("all", verbose=0)
@@ -288,6 +289,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=7, help="timed steps (median)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed first steps (tracing)")
     ap.add_argument("--torchvision", action="store_true", help="also time torchvision if importable")
+    ap.add_argument("--rpn-channels", type=int, default=512,
+                    help="RPN_CONV_CHANNELS (512: matterport's, which mask_rcnn_coco.h5 needs; torchvision uses 256)")
     ap.add_argument("--torchvision-python", default=None,
                     help="interpreter that can import torchvision (e.g. a separate venv); default: this one")
     ap.add_argument("--breakdown", action="store_true",
@@ -295,8 +298,8 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join("bench", "results", "train.json"))
     args = ap.parse_args(argv)
 
-    key = f"{args.backbone}_{args.size}_b{args.batch}"
-    ours = run_ours(args.size, args.batch, args.backbone, args.steps, args.warmup)
+    key = f"{args.backbone}_{args.size}_b{args.batch}" + (f"_rpn{args.rpn_channels}" if args.rpn_channels != 512 else "")
+    ours = run_ours(args.size, args.batch, args.backbone, args.steps, args.warmup, args.rpn_channels)
     tv = (run_torchvision(args.size, args.batch, args.steps, args.warmup, args.torchvision_python)
           if args.torchvision else None)
     parts = None
