@@ -14,6 +14,8 @@ from __future__ import annotations
 import keras
 from keras import layers as KL
 
+from mrcnn.conv import FastGradConv2D
+
 # Per stage: (filters of 2a, 2b, 2c), number of blocks. Stage 4 depends on depth.
 _STAGES = {
     "resnet50": {2: ([64, 64, 256], 3), 3: ([128, 128, 512], 4), 4: ([256, 256, 1024], 6), 5: ([512, 512, 2048], 3)},
@@ -54,16 +56,16 @@ def _block(x, kernel_size, filters, stage, block, train_bn, strides=None):
     conv = f"res{stage}{block}_branch"
     bn = f"bn{stage}{block}_branch"
     shortcut = x
-    y = KL.Conv2D(f1, 1, strides=strides or 1, name=conv + "2a", use_bias=True)(x)
+    y = FastGradConv2D(f1, 1, strides=strides or 1, name=conv + "2a", use_bias=True)(x)
     y = BatchNorm(train_bn, name=bn + "2a")(y)
     y = KL.Activation("relu")(y)
-    y = KL.Conv2D(f2, kernel_size, padding="same", name=conv + "2b", use_bias=True)(y)
+    y = FastGradConv2D(f2, kernel_size, padding="same", name=conv + "2b", use_bias=True)(y)
     y = BatchNorm(train_bn, name=bn + "2b")(y)
     y = KL.Activation("relu")(y)
-    y = KL.Conv2D(f3, 1, name=conv + "2c", use_bias=True)(y)
+    y = FastGradConv2D(f3, 1, name=conv + "2c", use_bias=True)(y)
     y = BatchNorm(train_bn, name=bn + "2c")(y)
     if strides is not None:
-        shortcut = KL.Conv2D(f3, 1, strides=strides, name=conv + "1", use_bias=True)(x)
+        shortcut = FastGradConv2D(f3, 1, strides=strides, name=conv + "1", use_bias=True)(x)
         shortcut = BatchNorm(train_bn, name=bn + "1")(shortcut)
     y = KL.Add()([y, shortcut])
     return KL.Activation("relu", name=f"res{stage}{block}_out")(y)
@@ -74,7 +76,7 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=False):
     if architecture not in _STAGES:
         raise ValueError(f"BACKBONE={architecture!r} is not one of {sorted(_STAGES)} or a callable")
     x = KL.ZeroPadding2D((3, 3))(input_image)
-    x = KL.Conv2D(_CONV1_FILTERS[architecture], 7, strides=2, name="conv1", use_bias=True)(x)
+    x = FastGradConv2D(_CONV1_FILTERS[architecture], 7, strides=2, name="conv1", use_bias=True)(x)
     x = BatchNorm(train_bn, name="bn_conv1")(x)
     x = KL.Activation("relu")(x)
     c1 = x = KL.MaxPooling2D(3, strides=2, padding="same")(x)

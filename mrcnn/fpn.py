@@ -7,22 +7,24 @@ from __future__ import annotations
 
 from keras import layers as KL
 
+from mrcnn.conv import FastGradConv2D
+
 
 def build_fpn(c2, c3, c4, c5, depth):
     """[B, H/4.., C*] maps -> [P2, P3, P4, P5, P6], each [B, h, w, depth]."""
-    p5 = KL.Conv2D(depth, 1, name="fpn_c5p5")(c5)
+    p5 = FastGradConv2D(depth, 1, name="fpn_c5p5")(c5)
     p4 = KL.Add(name="fpn_p4add")([
         KL.UpSampling2D(2, name="fpn_p5upsampled")(p5),
-        KL.Conv2D(depth, 1, name="fpn_c4p4")(c4)])
+        FastGradConv2D(depth, 1, name="fpn_c4p4")(c4)])
     p3 = KL.Add(name="fpn_p3add")([
         KL.UpSampling2D(2, name="fpn_p4upsampled")(p4),
-        KL.Conv2D(depth, 1, name="fpn_c3p3")(c3)])
+        FastGradConv2D(depth, 1, name="fpn_c3p3")(c3)])
     p2 = KL.Add(name="fpn_p2add")([
         KL.UpSampling2D(2, name="fpn_p3upsampled")(p3),
-        KL.Conv2D(depth, 1, name="fpn_c2p2")(c2)])
-    p2 = KL.Conv2D(depth, 3, padding="same", name="fpn_p2")(p2)
-    p3 = KL.Conv2D(depth, 3, padding="same", name="fpn_p3")(p3)
-    p4 = KL.Conv2D(depth, 3, padding="same", name="fpn_p4")(p4)
-    p5 = KL.Conv2D(depth, 3, padding="same", name="fpn_p5")(p5)
+        FastGradConv2D(depth, 1, name="fpn_c2p2")(c2)])
+    p2 = FastGradConv2D(depth, 3, padding="same", name="fpn_p2")(p2)
+    p3 = FastGradConv2D(depth, 3, padding="same", name="fpn_p3")(p3)
+    p4 = FastGradConv2D(depth, 3, padding="same", name="fpn_p4")(p4)
+    p5 = FastGradConv2D(depth, 3, padding="same", name="fpn_p5")(p5)
     p6 = KL.MaxPooling2D(pool_size=1, strides=2, name="fpn_p6")(p5)
     return [p2, p3, p4, p5, p6]

@@ -12,6 +12,7 @@ from keras import layers as KL
 from keras import ops
 
 from mrcnn.backbone import BatchNorm
+from mrcnn.conv import FastGradConv2D
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -58,9 +59,9 @@ def build_mask_head(pool_size, depth, num_classes, channels=256, train_bn=False)
     x_in = keras.Input(shape=(pool_size, pool_size, depth), name="input_mask_head")
     x = x_in
     for i in range(1, 5):
-        x = KL.Conv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
+        x = FastGradConv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
         x = BatchNorm(train_bn, name=f"mrcnn_mask_bn{i}")(x)
         x = KL.Activation("relu")(x)
     x = KL.Conv2DTranspose(channels, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
-    x = KL.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask", dtype="float32")(x)
+    x = FastGradConv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask", dtype="float32")(x)
     return keras.Model(x_in, x, name="mask_head")

@@ -117,6 +117,11 @@ def cmd_train(args):
 
     keras.utils.set_random_seed(SEED)
     tf.config.experimental.enable_op_determinism()
+    # Grappler's arithmetic optimizer rewrites the one-process and the multi-worker graphs
+    # differently (it regroups float sums in the convolution gradients), so the same math would be
+    # rounded differently, and by the third step an ROI crossing the IoU threshold turns that into
+    # a few % of the update. Off in every run, the layouts are compared on the same arithmetic.
+    tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
     from mrcnn.model import MaskRCNN
 
     gpu_count = strategy.num_replicas_in_sync

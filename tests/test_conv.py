@@ -1,0 +1,104 @@
+"""FastGradConv2D: forward and all three gradients equal keras Conv2D's (TF's own conv gradients)."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import layers as KL
+
+from mrcnn.conv import FastGradConv2D, fast_grad_conv2d
+
+
+def _grads(layer, x):
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        # A non-uniform upstream gradient, so a transposed or unflipped kernel would show.
+        loss = tf.reduce_sum(y * tf.reshape(tf.sin(tf.range(tf.size(y), dtype=y.dtype)), y.shape))
+    dx, dk, db = tape.gradient(loss, [x, layer.kernel, layer.bias])
+    return y.numpy(), dx.numpy(), dk.numpy(), db.numpy()
+
+
+# (spatial, cin, cout, kernel, stride, padding); 40x40 takes the per-tap matmul filter gradient,
+# 9x9 and 14x14 TF's filter gradient; odd sizes check the stride-2 1x1 subsample.
+CASES = [
+    (40, 5, 7, 3, 1, "same"), (9, 5, 7, 3, 1, "same"), (14, 4, 6, 3, 1, "valid"),
+    (40, 3, 4, 3, 1, "valid"), (40, 6, 5, 1, 1, "valid"), (9, 6, 5, 1, 1, "same"),
+    (9, 6, 5, 1, 2, "valid"), (10, 6, 5, 1, 2, "same"), (40, 3, 4, 5, 1, "same"),
+    (40, 3, 4, 7, 2, "valid"),  # not covered: falls back to Conv2D
+]
+
+
+@pytest.mark.parametrize("spatial,cin,cout,k,stride,padding", CASES)
+def test_matches_conv2d_and_its_gradients(spatial, cin, cout, k, stride, padding):
+    rng = np.random.default_rng(k * 100 + spatial)
+    x = rng.normal(0, 1, (2, spatial, spatial + 1, cin)).astype(np.float32)
+    kw = dict(filters=cout, kernel_size=k, strides=stride, padding=padding)
+    ours, ref = FastGradConv2D(**kw), KL.Conv2D(**kw)
+    ours.build(x.shape), ref.build(x.shape)
+    kernel = rng.normal(0, 0.3, ours.kernel.shape).astype(np.float32)
+    bias = rng.normal(0, 0.3, (cout,)).astype(np.float32)
+    ours.set_weights([kernel, bias]), ref.set_weights([kernel, bias])
+    for a, b, what in zip(_grads(ours, x), _grads(ref, x), ("y", "dx", "dkernel", "dbias")):
+        assert a.shape == b.shape, what
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=what)
+
+
+def test_filter_gradient_against_numpy():
+    """dk[i, j, c, o] = sum over n, y, x of xpad[n, y+i, x+j, c] * dy[n, y, x, o] (hand reference)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (1, 33, 32, 2)).astype(np.float32)
+    k = rng.normal(0, 1, (3, 3, 2, 3)).astype(np.float32)
+    dy = rng.normal(0, 1, (1, 33, 32, 3)).astype(np.float32)
+    xt, kt = tf.constant(x), tf.constant(k)
+    with tf.GradientTape() as tape:
+        tape.watch([xt, kt])
+        y = fast_grad_conv2d(xt, kt, (1, 1), "same")
+    dx, dk = tape.gradient(y, [xt, kt], output_gradients=tf.constant(dy))
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    want = np.zeros_like(k)
+    for i in range(3):
+        for j in range(3):
+            want[i, j] = np.einsum("nyxc,nyxo->co", xp[:, i:i + 33, j:j + 32], dy)
+    np.testing.assert_allclose(dk.numpy(), want, rtol=1e-4, atol=1e-3)
+    # dx[n, y, x, c] = sum over taps of dy[n, y-i+1, x-j+1, o] * k[i, j, c, o]
+    dyp = np.pad(dy, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    want_dx = np.zeros_like(x)
+    for i in range(3):
+        for j in range(3):
+            want_dx += np.einsum("nyxo,co->nyxc", dyp[:, 2 - i:2 - i + 33, 2 - j:2 - j + 32], k[i, j])
+    np.testing.assert_allclose(dx.numpy(), want_dx, rtol=1e-4, atol=1e-3)
+
+
+def test_dynamic_spatial_shape_in_a_function():
+    """The RPN runs one sub-model on every pyramid level, so H and W can be unknown when traced."""
+    layer = FastGradConv2D(4, 3, padding="same")
+    layer.build((None, None, None, 3))
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    def grads(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.square(layer(x)))
+        return tape.gradient(loss, [x, layer.kernel])
+
+    ref = KL.Conv2D(4, 3, padding="same")
+    ref.build((None, None, None, 3))
+    ref.set_weights(layer.get_weights())
+    for hw in ((40, 36), (9, 11)):
+        x = tf.random.stateless_normal((1, *hw, 3), (1, 2))
+        got = grads(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.square(ref(x)))
+        want = tape.gradient(loss, [x, ref.kernel])
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_serializes_and_keeps_weight_names():
+    layer = FastGradConv2D(8, 3, padding="same", name="fpn_p2")
+    restored = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert type(restored) is FastGradConv2D and restored.get_config() == layer.get_config()
+    layer.build((None, 16, 16, 4))
+    assert [w.path for w in layer.weights] == ["fpn_p2/kernel", "fpn_p2/bias"]
