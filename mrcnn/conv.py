@@ -10,9 +10,9 @@ gradients can be written with faster ops:
 - dk[i, j] = x_shift(i, j)^T @ dy, one [Cin, M] @ [M, Cout] matmul per kernel tap, where
   x_shift is the (padded) input shifted by the tap and M = N*H*W.
 
-A 1x1 stride-2 convolution is rewritten as a stride-2 subsample followed by a 1x1 stride-1 one
-(the same outputs for either padding). Everything else (the stride-2 7x7 ``conv1``, dilations,
-channels_first) uses the ordinary convolution and its gradient. Forward outputs and weights are
+Everything else (strided convolutions: the 7x7 ``conv1`` and the 1x1 stride-2 ones, whose
+rewrite as subsample + 1x1 was 3x slower in its backward pass; dilations; channels_first) uses
+the ordinary convolution and its gradient. Forward outputs and weights are
 exactly those of ``keras.layers.Conv2D``, so weight files are unchanged.
 """
 from __future__ import annotations
@@ -22,8 +22,9 @@ import tensorflow as tf
 from keras import layers as KL
 
 # Below this many output pixels per image the per-tap slices cost more than TF's filter
-# gradient saves (measured: 14x14 mask-head ROIs are faster with TF's op; 32x32 and up are not).
-_SHIFTED_MIN_PIXELS = 32 * 32
+# gradient saves (bench/bench_conv_grad.py: 14x14 mask-head ROIs and 32x32 res4 are faster with
+# TF's op; 64x64 and up are not).
+_SHIFTED_MIN_PIXELS = 64 * 64
 
 
 def _flip_transpose(kernel):
@@ -90,15 +91,13 @@ def fast_grad_conv2d(x, kernel, strides=(1, 1), padding="valid"):
         return None
     if strides == (1, 1):
         return _conv_stride1(x, kernel, padding)
-    if kh == 1:
-        return _conv_stride1(x[:, ::strides[0], ::strides[1], :], kernel, "valid")
     return None
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class FastGradConv2D(KL.Conv2D):
     """``keras.layers.Conv2D`` with the same forward pass and weights, and the backward pass of
-    ``fast_grad_conv2d`` where it applies (stride-1 odd kernels, 1x1 stride 2; channels_last)."""
+    ``fast_grad_conv2d`` where it applies (stride-1 odd square kernels, channels_last)."""
 
     def convolution_op(self, inputs, kernel):
         if self.data_format == "channels_last" and tuple(self.dilation_rate) == (1, 1) and self.groups == 1:

@@ -19,14 +19,21 @@ def _grads(layer, x):
     return y.numpy(), dx.numpy(), dk.numpy(), db.numpy()
 
 
-# (spatial, cin, cout, kernel, stride, padding); 40x40 takes the per-tap matmul filter gradient,
-# 9x9 and 14x14 TF's filter gradient; odd sizes check the stride-2 1x1 subsample.
+# (spatial, cin, cout, kernel, stride, padding); 64x65 takes the per-tap matmul filter gradient,
+# 9x10 and 14x15 TF's filter gradient; strided convolutions fall back to Conv2D.
 CASES = [
-    (40, 5, 7, 3, 1, "same"), (9, 5, 7, 3, 1, "same"), (14, 4, 6, 3, 1, "valid"),
-    (40, 3, 4, 3, 1, "valid"), (40, 6, 5, 1, 1, "valid"), (9, 6, 5, 1, 1, "same"),
-    (9, 6, 5, 1, 2, "valid"), (10, 6, 5, 1, 2, "same"), (40, 3, 4, 5, 1, "same"),
-    (40, 3, 4, 7, 2, "valid"),  # not covered: falls back to Conv2D
+    (64, 5, 7, 3, 1, "same"), (9, 5, 7, 3, 1, "same"), (14, 4, 6, 3, 1, "valid"),
+    (64, 3, 4, 3, 1, "valid"), (64, 6, 5, 1, 1, "valid"), (9, 6, 5, 1, 1, "same"),
+    (64, 3, 4, 5, 1, "same"),
+    (9, 6, 5, 1, 2, "valid"), (10, 6, 5, 1, 2, "same"), (40, 3, 4, 7, 2, "valid"),  # fall back
 ]
+
+
+def test_strided_and_even_kernels_fall_back():
+    x, k = tf.zeros((1, 8, 8, 2)), tf.zeros((3, 3, 2, 4))
+    assert fast_grad_conv2d(x, k, (2, 2), "same") is None
+    assert fast_grad_conv2d(x, tf.zeros((2, 2, 2, 4)), (1, 1), "same") is None
+    assert fast_grad_conv2d(x, k, (1, 1), "same") is not None
 
 
 @pytest.mark.parametrize("spatial,cin,cout,k,stride,padding", CASES)
@@ -47,9 +54,10 @@ def test_matches_conv2d_and_its_gradients(spatial, cin, cout, k, stride, padding
 def test_filter_gradient_against_numpy():
     """dk[i, j, c, o] = sum over n, y, x of xpad[n, y+i, x+j, c] * dy[n, y, x, o] (hand reference)."""
     rng = np.random.default_rng(3)
-    x = rng.normal(0, 1, (1, 33, 32, 2)).astype(np.float32)
+    # 65x64 output pixels: the per-tap matmul path (at least 64*64).
+    x = rng.normal(0, 1, (1, 65, 64, 2)).astype(np.float32)
     k = rng.normal(0, 1, (3, 3, 2, 3)).astype(np.float32)
-    dy = rng.normal(0, 1, (1, 33, 32, 3)).astype(np.float32)
+    dy = rng.normal(0, 1, (1, 65, 64, 3)).astype(np.float32)
     xt, kt = tf.constant(x), tf.constant(k)
     with tf.GradientTape() as tape:
         tape.watch([xt, kt])
@@ -59,14 +67,14 @@ def test_filter_gradient_against_numpy():
     want = np.zeros_like(k)
     for i in range(3):
         for j in range(3):
-            want[i, j] = np.einsum("nyxc,nyxo->co", xp[:, i:i + 33, j:j + 32], dy)
+            want[i, j] = np.einsum("nyxc,nyxo->co", xp[:, i:i + 65, j:j + 64], dy)
     np.testing.assert_allclose(dk.numpy(), want, rtol=1e-4, atol=1e-3)
     # dx[n, y, x, c] = sum over taps of dy[n, y-i+1, x-j+1, o] * k[i, j, c, o]
     dyp = np.pad(dy, ((0, 0), (1, 1), (1, 1), (0, 0)))
     want_dx = np.zeros_like(x)
     for i in range(3):
         for j in range(3):
-            want_dx += np.einsum("nyxo,co->nyxc", dyp[:, 2 - i:2 - i + 33, 2 - j:2 - j + 32], k[i, j])
+            want_dx += np.einsum("nyxo,co->nyxc", dyp[:, 2 - i:2 - i + 65, 2 - j:2 - j + 64], k[i, j])
     np.testing.assert_allclose(dx.numpy(), want_dx, rtol=1e-4, atol=1e-3)
 
 
