@@ -123,7 +123,7 @@ def bench_torchvision(size, setting, repeats, threads):
     torch.manual_seed(0)
     model = torchvision.models.detection.maskrcnn_resnet50_fpn(
         weights=None, weights_backbone=None, min_size=size, max_size=size,
-        box_score_thresh=box_score_thresh, detections_per_img=detections_per_img).eval()
+        box_score_thresh=box_score_thresh, box_detections_per_img=detections_per_img).eval()
     image = torch.rand(3, size, size)
     walls, counts = [], []
     with torch.inference_mode():
