@@ -15,6 +15,7 @@ the same images in a child process (its own peak RSS), same thread count.
 
     .venv/bin/python -m bench.bench_train [--size 512] [--batch 1] [--backbone resnet50]
                                          [--steps 7] [--warmup 2] [--torchvision]
+                                         [--conv-grad fast|tf] [--rpn-channels 512]
                                          [--torchvision-python /path/to/venv/bin/python]
 
 Prints a table and writes bench/results/train.json (results of other sizes/backbones/batches
@@ -101,9 +102,14 @@ def vm_hwm_kb():
     return None
 
 
-def run_ours(size, batch, backbone, steps, warmup, rpn_channels=512):
+def run_ours(size, batch, backbone, steps, warmup, rpn_channels=512, conv_grad="fast"):
     import keras
     import tensorflow as tf
+
+    if conv_grad == "tf":
+        # Before/after figure for mrcnn.conv: every FastGradConv2D takes Conv2D's own gradient.
+        import mrcnn.conv
+        mrcnn.conv.fast_grad_conv2d = lambda *args, **kwargs: None
 
     from mrcnn.data_pipeline import InputPipeline
     from mrcnn.model import MaskRCNN
@@ -291,6 +297,8 @@ def main(argv=None):
     ap.add_argument("--torchvision", action="store_true", help="also time torchvision if importable")
     ap.add_argument("--rpn-channels", type=int, default=512,
                     help="RPN_CONV_CHANNELS (512: matterport's, which mask_rcnn_coco.h5 needs; torchvision uses 256)")
+    ap.add_argument("--conv-grad", default="fast", choices=["fast", "tf"],
+                    help="convolution gradients: mrcnn.conv's (default) or TensorFlow's own (the 'before')")
     ap.add_argument("--torchvision-python", default=None,
                     help="interpreter that can import torchvision (e.g. a separate venv); default: this one")
     ap.add_argument("--breakdown", action="store_true",
@@ -298,8 +306,9 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join("bench", "results", "train.json"))
     args = ap.parse_args(argv)
 
-    key = f"{args.backbone}_{args.size}_b{args.batch}" + (f"_rpn{args.rpn_channels}" if args.rpn_channels != 512 else "")
-    ours = run_ours(args.size, args.batch, args.backbone, args.steps, args.warmup, args.rpn_channels)
+    key = (f"{args.backbone}_{args.size}_b{args.batch}" + (f"_rpn{args.rpn_channels}" if args.rpn_channels != 512 else "")
+           + ("_tfgrad" if args.conv_grad == "tf" else ""))
+    ours = run_ours(args.size, args.batch, args.backbone, args.steps, args.warmup, args.rpn_channels, args.conv_grad)
     tv = (run_torchvision(args.size, args.batch, args.steps, args.warmup, args.torchvision_python)
           if args.torchvision else None)
     parts = None
