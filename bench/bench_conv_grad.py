@@ -15,7 +15,6 @@ largest relative difference between our gradients and TF's.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -35,7 +34,8 @@ SHAPES = [
 ]
 
 
-def _median_ms(fn, repeats):
+def median_ms(fn, repeats):
+    """Median wall ms of ``repeats`` calls of ``fn`` after one warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
@@ -91,7 +91,7 @@ def run_shape(name, n, spatial, cin, cout, k, stride, padding, repeats):
                for a, b in ((our_dx, ref_dx), (our_dw, ref_dw)))
     row = {"name": name, "shape": [n, spatial, spatial, cin, cout, k, stride, padding],
            "gflop_forward": 2 * float(np.prod(y.shape)) * k * k * cin / 1e9, "max_rel_diff": diff}
-    row.update({key: _median_ms(f, repeats) for key, f in fns.items()})
+    row.update({key: median_ms(f, repeats) for key, f in fns.items()})
     return row
 
 
@@ -101,6 +101,7 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join("bench", "results", "conv_grad.json"))
     args = ap.parse_args(argv)
     from bench.bench_train import _env
+    from download.fsutil import atomic_write_json
 
     rows = []
     print(f"{'shape':<22}{'GFLOP':>7}{'fwd':>8}{'tf dW':>8}{'ours dW':>9}{'tf dX':>8}{'ours dX':>9}"
@@ -114,12 +115,8 @@ def main(argv=None):
     total_tf, total_ours = sum(r["tf_fb"] for r in rows), sum(r["ours_fb"] for r in rows)
     print(f"forward+backward over all shapes: TF {total_tf:.0f} ms, ours {total_ours:.0f} ms "
           f"({total_tf / total_ours:.2f}x)")
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"command": "python -m bench.bench_conv_grad " + " ".join(sys.argv[1:]),
-                   "repeats": args.repeats, "rows": rows, "env": _env()}, f, indent=1)
-    os.replace(tmp, args.out)
+    atomic_write_json(args.out, {"command": "python -m bench.bench_conv_grad " + " ".join(sys.argv[1:]),
+                                 "repeats": args.repeats, "rows": rows, "env": _env()})
     return 0
 
 

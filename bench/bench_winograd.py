@@ -10,10 +10,8 @@ Prints median ms of ``--repeats`` after a warm-up and writes bench/results/winog
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -49,22 +47,14 @@ def winograd_3x3_same(x, g):
     return tf.reshape(Y, (n, h, w, o))
 
 
-def _median_ms(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1e3)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=os.path.join("bench", "results", "winograd.json"))
     args = ap.parse_args(argv)
+    from bench.bench_conv_grad import median_ms
     from bench.bench_train import _env
+    from download.fsutil import atomic_write_json
 
     rows = []
     print(f"{'H=W':>5}{'Cin':>5}{'Cout':>6}{'conv2d ms':>11}{'winograd ms':>13}{'rel err':>9}")
@@ -75,15 +65,12 @@ def main(argv=None):
         ref = tf.function(lambda: tf.nn.conv2d(x, g, 1, "SAME"), autograph=False)
         win = tf.function(lambda: winograd_3x3_same(x, g), autograph=False)
         err = float(tf.reduce_max(tf.abs(ref() - win())) / tf.reduce_max(tf.abs(ref())))
-        row = {"h": h, "cin": c, "cout": o, "conv2d_ms": _median_ms(ref, args.repeats),
-               "winograd_ms": _median_ms(win, args.repeats), "max_rel_err": err}
+        row = {"h": h, "cin": c, "cout": o, "conv2d_ms": median_ms(ref, args.repeats),
+               "winograd_ms": median_ms(win, args.repeats), "max_rel_err": err}
         rows.append(row)
         print(f"{h:5d}{c:5d}{o:6d}{row['conv2d_ms']:11.1f}{row['winograd_ms']:13.1f}{err:9.1e}", flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump({"command": "python -m bench.bench_winograd " + " ".join(sys.argv[1:] if argv is None else argv),
-                   "rows": rows, "env": _env()}, f, indent=1)
-    os.replace(args.out + ".tmp", args.out)
+    atomic_write_json(args.out, {"command": "python -m bench.bench_winograd " + " ".join(sys.argv[1:] if argv is None else argv),
+                                 "rows": rows, "env": _env()})
     return 0
 
 

@@ -23,6 +23,8 @@ import os
 import subprocess
 import sys
 
+from download.fsutil import atomic_write_json
+
 TORCH_CHILD = r"""
 import json, sys, torch, torchvision
 from torch.utils.flop_counter import FlopCounterMode
@@ -101,10 +103,7 @@ def main(argv=None):
             result["torchvision"] = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"  torchvision step (FlopCounterMode, {args.positives} instances) "
                   f"{result['torchvision']['step_gflop']:10.1f} GFLOP")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    atomic_write_json(args.out, result)
     return 0
 
 

@@ -76,7 +76,7 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=False):
     if architecture not in _STAGES:
         raise ValueError(f"BACKBONE={architecture!r} is not one of {sorted(_STAGES)} or a callable")
     x = KL.ZeroPadding2D((3, 3))(input_image)
-    x = FastGradConv2D(_CONV1_FILTERS[architecture], 7, strides=2, name="conv1", use_bias=True)(x)
+    x = KL.Conv2D(_CONV1_FILTERS[architecture], 7, strides=2, name="conv1", use_bias=True)(x)
     x = BatchNorm(train_bn, name="bn_conv1")(x)
     x = KL.Activation("relu")(x)
     c1 = x = KL.MaxPooling2D(3, strides=2, padding="same")(x)

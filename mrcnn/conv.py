@@ -86,12 +86,9 @@ def fast_grad_conv2d(x, kernel, strides=(1, 1), padding="valid"):
     case is not covered, so the caller falls back to the ordinary convolution.
     """
     kh, kw = kernel.shape[0], kernel.shape[1]
-    strides = tuple(strides)
-    if kh != kw or kh % 2 == 0 or strides[0] != strides[1]:
+    if kh != kw or kh % 2 == 0 or tuple(strides) != (1, 1):
         return None
-    if strides == (1, 1):
-        return _conv_stride1(x, kernel, padding)
-    return None
+    return _conv_stride1(x, kernel, padding)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")

@@ -17,7 +17,7 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_channels=51
     """Sub-model: [B, h, w, depth] -> (logits [B, h*w*A, 2], probs [B, h*w*A, 2], deltas [B, h*w*A, 4])."""
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
     shared = FastGradConv2D(conv_channels, 3, padding="same", activation="relu",
-                       strides=anchor_stride, name="rpn_conv_shared")(feature_map)
+                            strides=anchor_stride, name="rpn_conv_shared")(feature_map)
     x = FastGradConv2D(2 * anchors_per_location, 1, padding="valid", name="rpn_class_raw")(shared)
     logits = KL.Reshape((-1, 2))(x)
     probs = KL.Activation("softmax", name="rpn_class_xxx", dtype="float32")(logits)
