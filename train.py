@@ -292,6 +292,9 @@ def run(args):
         if weights:
             load_initial_weights(model, weights)
         model.set_log_dir()  # a fresh run folder, whatever the weights file was
+        # Claimed atomically: a run started in the same minute gets "-2", never this folder.
+        model.log_dir = runs.claim_run_dir(model.log_dir)
+        model.checkpoint_path = os.path.join(model.log_dir, os.path.basename(model.checkpoint_path))
         schedule = scale_schedule(config.TRAIN_SCHEDULE, args.epochs, config.LEARNING_RATE)
         state = {"version": 1, "classes": classes, "class_names": list(datasets["train"].class_names),
                  "data": os.path.abspath(args.data), "limit": args.limit, "seed": args.seed,
@@ -299,7 +302,6 @@ def run(args):
                  "config_path": os.path.abspath(config_path), "overrides": list(overrides),
                  "epochs": args.epochs, "schedule": schedule, "completed_epoch": 0, "best": None,
                  "weights": args.weights, "status": "running"}
-        os.makedirs(model.log_dir, exist_ok=True)
     else:
         ckpts = runs.checkpoints(run_dir)
         if ckpts:

@@ -1,4 +1,4 @@
-"""Run folders: ``logs/{name}{YYYYmmddTHHMM}/`` and what train.py / evaluate.py keep there.
+"""Run folders: ``logs/{name}{YYYYmmddTHHMM}/`` (``-2``, ``-3``... when that minute's is taken) and what train.py / evaluate.py keep there.
 
     config.toml          resolved config + [run] table (git commit, package versions)
     state.json           CLI state: args, classes, schedule, completed epoch, best epoch/metric
@@ -21,6 +21,21 @@ import tempfile
 STATE = "state.json"
 RESULTS_CSV = "results.csv"
 RESULTS_PNG = "results.png"
+
+
+def claim_run_dir(path):
+    """Create the run folder ``path``, or ``path-2``, ``path-3``... when another run already holds
+    it; return the folder created. ``os.mkdir`` is atomic, so two runs started in the same minute
+    never share a folder (and never overwrite each other's checkpoints or state.json)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    k = 1
+    while True:
+        candidate = path if k == 1 else f"{path}-{k}"
+        try:
+            os.mkdir(candidate)
+            return candidate
+        except FileExistsError:
+            k += 1
 
 
 def atomic_write_text(path, text):
