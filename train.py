@@ -229,11 +229,17 @@ def make_strategy(name):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from download.fsutil import DiskFullError
+
     try:
         return run(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DiskFullError as exc:  # the message names the folder, the bytes needed and the fix
+        print(f"error: {exc.strerror}\nThen continue with: python train.py --resume --logs {args.logs}",
+              file=sys.stderr)
+        return 1
 
 
 def run(args):
@@ -246,7 +252,10 @@ def run(args):
             run_dir = runs.newest_run(args.logs)
         except FileNotFoundError as exc:
             raise UsageError(f"--resume: {exc}") from None
-        state = runs.read_state(run_dir)
+        try:
+            state = runs.read_state(run_dir)
+        except ValueError as exc:
+            raise UsageError(f"--resume: {exc}") from None
         args.data, args.limit, args.seed = state["data"], state["limit"], state["seed"]
         args.base_url, args.images_url = state.get("base_url"), state.get("images_url")
         classes = state["classes"]
@@ -303,9 +312,15 @@ def run(args):
                  "epochs": args.epochs, "schedule": schedule, "completed_epoch": 0, "best": None,
                  "weights": args.weights, "status": "running"}
     else:
-        ckpts = runs.checkpoints(run_dir)
-        if ckpts:
-            load_initial_weights(model, ckpts[-1])  # sets model.epoch and log_dir from the name
+        ckpt, broken = runs.newest_complete_checkpoint(run_dir)
+        for path, reason in broken:
+            print(f"warning: skipping incomplete checkpoint {os.path.basename(path)} ({reason})",
+                  file=sys.stderr)
+        if ckpt:
+            if broken:
+                print(f"Resuming from the newest complete checkpoint, {os.path.basename(ckpt)}.",
+                      file=sys.stderr)
+            load_initial_weights(model, ckpt)  # sets model.epoch and log_dir from the name
         elif state.get("weights") not in (None, "none"):
             load_initial_weights(model, resolve_weights(state["weights"], model))
         model.log_dir = run_dir

@@ -51,7 +51,7 @@ def fetch_image(net, url: str, dest: str, decode_retries: int = 1) -> tuple[int,
             err = e
             net.stats.event("image_decode_failed")
             continue
-        atomic_write_bytes(dest, data)
+        atomic_write_bytes(dest, data, durable=False)
         return size
     raise err
 

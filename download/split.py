@@ -154,7 +154,7 @@ class SplitJob:
                 val = results.get(name)
                 png = binary_png(bytes(val)) if isinstance(val, (bytes, bytearray)) else None
                 if png is not None:
-                    atomic_write_bytes(os.path.join(self.mask_dir, name), png)
+                    atomic_write_bytes(os.path.join(self.mask_dir, name), png, durable=False)
                     written += 1
                 elif isinstance(val, (bytes, bytearray)):
                     errors[name] = "mask is not a decodable PNG"

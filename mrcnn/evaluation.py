@@ -22,11 +22,11 @@ import io
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
 
 from mrcnn import metrics
+from download.fsutil import atomic_open
 from mrcnn.rle import encode_masks, mask_areas
 
 IOU_TYPES = ("segm", "bbox")
@@ -61,20 +61,8 @@ def _backend_modules(backend):
 
 def _atomic_write(path, write, mode="w"):
     """Write via ``write(fileobj)`` into a temp file beside ``path``, then os.replace."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(os.fspath(path), mode) as f:
+        write(f)
 
 
 def format_table(metrics_dict):
