@@ -18,14 +18,18 @@ class CorruptImage(ValueError):
 def decode_check(data: bytes, what: str) -> tuple[int, int]:
     """(width, height) if ``data`` is an image PIL can verify and fully load, else CorruptImage."""
     from PIL import Image, UnidentifiedImageError
+
+    from dataset.pixels import ImageTooLarge, open_image
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with open_image(io.BytesIO(data), what) as im:
             im.verify()
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             if im.width < 1 or im.height < 1:
                 raise CorruptImage("%s: empty image" % what)
             return int(im.width), int(im.height)
+    except ImageTooLarge as e:
+        raise CorruptImage(str(e)) from None
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise CorruptImage("%s does not decode (%s)" % (what, e)) from None
 

@@ -1,0 +1,99 @@
+"""Attacks on the downloader (download/): lying servers and hostile files, all on 127.0.0.1."""
+from __future__ import annotations
+
+import os
+
+from tests.attack import SKIPPED, SURVIVED, attack
+from tests.attack.builders import bomb_png
+from tests.attack.server import lying_server
+
+CAT = "/m/01yrx"
+
+
+def cat_mirror(tmp, n=2):
+    """A one-split mirror (validation) and {image id: [Cat mask names]} of its Cat images."""
+    from download.mirror import build_mirror, load_ground_truth
+    d = os.path.join(tmp, "mirror")
+    build_mirror(d, images_per_split=n, splits=("validation",), seed=11)
+    gt = load_ground_truth(d)["splits"]["validation"]
+    cats = {i: [o["mask_path"] for o in e["objects"] if o["mid"] == CAT] for i, e in gt.items()}
+    return d, {i: m for i, m in cats.items() if m}
+
+
+def download(srv, out, **kw):
+    from download import download_class
+    args = dict(out=out, splits="validation", base_url=srv.base_url, images_url=srv.images_url,
+                progress=False, timeout=2.0, retries=2, backoff=0.01, workers=4)
+    args.update(kw)
+    return download_class("Cat", **args)
+
+
+def replace_member(d, name, data):
+    from download.mirror import faults
+    faults.remove_member(d, "validation", name)
+    faults.add_member(d, "validation", name[0], name, data)
+
+
+def split_report(manifest):
+    return manifest["splits"]["validation"]
+
+
+@attack(4, "a 20000x20000 mask PNG (decompression bomb) in a shard", timeout=60)
+def mask_bomb(tmp):
+    d, cats = cat_mirror(tmp)
+    victim, others = sorted(cats)[0], sorted(cats)[1:]
+    replace_member(d, cats[victim][0], bomb_png())
+    out = os.path.join(tmp, "out")
+    for _ in range(2):  # a rerun meets the same file and reports it the same way
+        with lying_server(d) as srv:
+            m = download(srv, out)
+        r = split_report(m)
+        failed = {f["image_id"]: f["reason"] for f in r["failed"]}
+        assert list(failed) == [victim], r["failed"]
+        assert "400,000,000 pixels" in failed[victim] and "limit" in failed[victim], failed
+        assert r["images"] == len(others) == len(cats) - 1
+    assert os.path.isfile(os.path.join(out, "cat", "manifest.json"))
+    assert not os.path.exists(os.path.join(out, "cat", "validation", "annotations", victim + ".xml"))
+    return SKIPPED
+
+
+def _flip_member_bytes(d, name):
+    """fn for srv.lie: flip one byte inside ``name``'s stored data when a response covers it."""
+    from download.mirror import faults
+    from download.mirror.testing import zip_member_spans
+    lo, hi = zip_member_spans(faults.shard_path(d, "validation", name[0]))[name]
+
+    def fn(body, start):
+        k = hi - 8 - start  # a byte of the member's data (its local header comes first)
+        if 0 <= k < len(body) and start <= lo:
+            body = body[:k] + bytes([body[k] ^ 0xFF]) + body[k + 1:]
+        return body
+    return fn
+
+
+@attack(5, "a corrupted mask response (once, then always)", timeout=60)
+def corrupt_mask_response(tmp):
+    d, cats = cat_mirror(tmp)
+    victim = sorted(cats)[0]
+    name = cats[victim][0]
+    shard = "/openimages/v5/validation-masks/validation-masks-%s.zip" % name[0]
+    out = os.path.join(tmp, "out")
+    mask = os.path.join(out, "cat", "validation", "masks", name)
+    xml = os.path.join(out, "cat", "validation", "annotations", victim + ".xml")
+    with lying_server(d) as srv:  # once: the retry repairs it within the run
+        srv.lie(shard, _flip_member_bytes(d, name), times=1)
+        m = download(srv, out, zip_mode="full")
+    assert split_report(m)["failed"] == [] and os.path.isfile(mask) and os.path.isfile(xml)
+    out = os.path.join(tmp, "out2")
+    mask = mask.replace(os.sep + "out" + os.sep, os.sep + "out2" + os.sep)
+    xml = xml.replace(os.sep + "out" + os.sep, os.sep + "out2" + os.sep)
+    with lying_server(d) as srv:  # always: reported, not marked complete
+        srv.lie(shard, _flip_member_bytes(d, name), times=-1)
+        m = download(srv, out, zip_mode="full")
+    failed = {f["image_id"]: f["reason"] for f in split_report(m)["failed"]}
+    assert list(failed) == [victim] and name in failed[victim] and "CRC" in failed[victim], failed
+    assert not os.path.exists(xml) and not os.path.exists(mask)
+    with lying_server(d) as srv:  # a healthy server: the rerun repairs it
+        m = download(srv, out, zip_mode="full")
+    assert split_report(m)["failed"] == [] and os.path.isfile(mask) and os.path.isfile(xml)
+    return SURVIVED
