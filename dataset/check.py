@@ -80,19 +80,22 @@ class Report:
 
 
 def image_facts(path: str) -> dict:
-    """{"size": [w, h]} after PIL verify + a full decode, or {"error": message}."""
-    from PIL import Image
+    """{"size": [w, h] as displayed, "orientation": EXIF tag} after PIL verify + a full decode,
+    or {"error": message} (an image over the pixel limit is not decoded at all)."""
+    from dataset.pixels import ImageTooLarge, displayed_size, open_image, orientation
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.verify()
-        with Image.open(path) as im:
-            size = im.size
+        with open_image(path) as im:
+            size, turn = displayed_size(im), orientation(im)
             if im.format == "JPEG":
-                im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+                im.draft("RGB", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
             im.load()
+    except ImageTooLarge as e:
+        return {"error": str(e), "too_large": True}
     except Exception as e:  # PIL raises many types for corrupt data
         return {"error": str(e)}
-    return {"size": [int(size[0]), int(size[1])]}
+    return {"size": [int(size[0]), int(size[1])], "orientation": turn}
 
 
 def mask_facts(path: str, instance_value) -> dict:
@@ -112,11 +115,22 @@ def check_image(path: str, width: int, height: int, image_id: str | None = None,
         return [Problem(path, image_id, "image_missing", "image file not found",
                         "download the image again or delete its annotation")]
     facts = (cache or NoCache()).get("image", path, "", lambda: image_facts(path))
+    if facts.get("too_large"):
+        return [Problem(path, image_id, "image_too_large", facts["error"],
+                        "raise --max-pixels if the image is genuine, else delete it and its annotation")]
     if "error" in facts:
         return [Problem(path, image_id, "image_unreadable", "image cannot be decoded (%s)" % facts["error"],
                         "re-download the image or delete it and its annotation")]
     size = tuple(facts["size"])
     if width > 0 and height > 0 and size != (width, height):
+        turn = facts.get("orientation", 1)
+        if turn >= 5 and size == (height, width):  # annotated on the stored, not the displayed, pixels
+            return [Problem(path, image_id, "image_size",
+                            "image is %dx%d as displayed (EXIF orientation %d turns the stored %dx%d "
+                            "pixels) but the annotation says %dx%d: it was made on the unrotated pixels"
+                            % (size[0], size[1], turn, width, height, width, height),
+                            "re-annotate the image as displayed (as CVAT, LabelMe and LabelImg show it), "
+                            "or save the image with its rotation applied and the tag removed")]
         return [Problem(path, image_id, "image_size", "image is %dx%d but the annotation says %dx%d"
                         % (size[0], size[1], width, height),
                         "fix <size> in the annotation (or re-download the image)")]

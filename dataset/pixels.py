@@ -74,3 +74,44 @@ def open_image(src, what=None):
         im.close()
         raise ImageTooLarge(too_large_message(what, w, h, limit))
     return im
+
+
+def orientation(im) -> int:
+    """The EXIF orientation tag (1..8; 1 when absent or invalid)."""
+    try:
+        value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # a broken EXIF block is no orientation, not an unreadable image
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def displayed_size(im) -> tuple[int, int]:
+    """(width, height) as a viewer shows the image: swapped for orientations 5-8 (a 90° turn)."""
+    w, h = im.size
+    return (h, w) if orientation(im) >= 5 else (w, h)
+
+
+def upright(im):
+    """The image as displayed (``ImageOps.exif_transpose``); ``im`` itself when there is no turn."""
+    from PIL import ImageOps
+    return ImageOps.exif_transpose(im) if orientation(im) != 1 else im
+
+
+def read_rgb(src, what=None):
+    """(RGB uint8 [H, W, 3] as displayed, notes): pixel-limit check, EXIF orientation applied,
+    grey made RGB, alpha dropped, 16-bit scaled to 8 bits (a note says so; PIL's own
+    ``convert`` would saturate everything above 255 to white)."""
+    import numpy as np
+    what = what or str(src)
+    notes = []
+    with open_image(src, what) as im:
+        im.load()
+        im = upright(im)
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im, dtype=np.int64)
+            top = 65535 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255
+            notes.append("%s is a %d-bit image: scaled to 8 bits (value * 255 / %d)"
+                         % (what, 16 if top == 65535 else 32, top))
+            grey = (arr * 255 // top).clip(0, 255).astype(np.uint8)
+            return np.repeat(grey[..., None], 3, axis=-1), notes
+        return np.asarray(im.convert("RGB")), notes

@@ -160,11 +160,13 @@ def find_image(filename: str, root: str, dirs: list[str], xml_path: str) -> str:
 
 
 def image_size(path: str) -> tuple[int, int]:
-    """(width, height) from the image header, or (0, 0) when the file cannot be opened."""
+    """(width, height) as displayed (EXIF orientation applied, see dataset.pixels) from the
+    image header, or (0, 0) when the file cannot be opened or is over the pixel limit."""
+    from dataset.pixels import displayed_size, open_image
     try:
-        from PIL import Image
-        with Image.open(path) as im:
-            return int(im.width), int(im.height)
+        with open_image(path) as im:
+            w, h = displayed_size(im)
+            return int(w), int(h)
     except (OSError, ValueError):
         return 0, 0
 

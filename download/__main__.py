@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=5, help="retries of transient HTTP failures (default 5)")
     p.add_argument("--zip-mode", choices=("auto", "full", "search"), default="auto",
                    help="how zip directories are read: search when cheaper (auto), always whole (full)")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="skip images and masks over N pixels (decompression-bomb guard; default "
+                        "178956970 or $MRCNN_MAX_PIXELS)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     return p
 
@@ -38,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if args.max_pixels is not None:
+        from dataset.pixels import set_max_pixels
+        set_max_pixels(args.max_pixels)
     from download.classes import ClassResolutionError
     from download.core import download_class
     from download.net import FetchError

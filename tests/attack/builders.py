@@ -60,3 +60,53 @@ def bomb_png(side=20000):
     buf = io.BytesIO()
     Image.new("1", (side, side)).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
+
+
+# exif_transpose applies these to an image tagged 1..8; storing the inverse makes the displayed
+# image the one we drew.
+_INVERSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+            6: "ROTATE_90", 7: "TRANSVERSE", 8: "ROTATE_270"}
+
+
+def scene(h=48, w=80):
+    """(displayed RGB uint8 [h, w, 3], object mask bool [h, w]): a white block off-centre, so
+    every turn or flip moves it."""
+    img = np.full((h, w, 3), 30, np.uint8)
+    mask = np.zeros((h, w), bool)
+    mask[6:20, 8:30] = True
+    img[mask] = 230
+    return img, mask
+
+
+def jpeg_with_orientation(path, displayed, orientation):
+    """Save ``displayed`` as a JPEG whose stored pixels, once turned by EXIF ``orientation``,
+    show ``displayed`` (what a phone camera writes)."""
+    from PIL import Image
+    im = Image.fromarray(displayed)
+    if orientation != 1:
+        im = im.transpose(getattr(Image.Transpose, _INVERSE[orientation]))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    im.save(path, format="JPEG", quality=95, exif=exif.tobytes())
+    return path
+
+
+def voc_folder(root, image_id, image_path, width, height, objects):
+    """A VOC folder for one image: ``objects`` = [(class, (y1, x1, y2, x2), bool mask or None,
+    mask PNG bytes or None)]; masks are written to ``root/masks``. Returns the XML path."""
+    from dataset.records import ImageRecord, MaskPNG, ObjectRecord
+    from dataset.voc import write_voc
+    os.makedirs(os.path.join(root, "masks"), exist_ok=True)
+    recs = []
+    for k, (cls, box, mask, data) in enumerate(objects):
+        m = None
+        if mask is not None or data is not None:
+            p = os.path.join(root, "masks", "%s_%d.png" % (image_id, k))
+            with open(p, "wb") as f:
+                f.write(data if data is not None else png_bytes(mask.astype(np.uint8) * 255))
+            m = MaskPNG(path=p)
+        recs.append(ObjectRecord(class_name=cls, box=box, mask=m))
+    xml = os.path.join(root, "annotations", image_id + ".xml")
+    write_voc(ImageRecord(image_id=image_id, path=image_path, width=width, height=height,
+                          objects=recs), xml, root)
+    return xml

@@ -1,0 +1,145 @@
+"""Attacks on annotations and images (dataset/, Dataset.load_image, evaluate.py --image)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+import numpy as np
+
+from tests.attack import CLEAR, SKIPPED, SURVIVED, attack
+from tests.attack.builders import (bomb_png, jpeg_with_orientation, png_bytes, scene,
+                                   voc_folder)
+
+
+def _image(root, name="a", h=48, w=80):
+    os.makedirs(os.path.join(root, "images"), exist_ok=True)
+    path = os.path.join(root, "images", name + ".png")
+    with open(path, "wb") as f:
+        f.write(png_bytes(scene(h, w)[0]))
+    return path
+
+
+def _problems(root, **kw):
+    from dataset.check import check_dir
+    return check_dir(root, **kw).problems
+
+
+@attack(4, "python -m dataset check on a 20000x20000 mask PNG", timeout=60)
+def check_mask_bomb(tmp):
+    img = _image(tmp)
+    voc_folder(tmp, "a", img, 80, 48, [("cat", (6, 8, 20, 30), None, bomb_png())])
+    from dataset.cli import main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["check", tmp])
+    text = out.getvalue()
+    assert rc == 1 and "400,000,000 pixels" in text and "178,956,970" in text and "a_0.png" in text, text
+    return SKIPPED
+
+
+@attack(4, "evaluate.py --image on a 400-megapixel PNG", timeout=60)
+def predict_image_bomb(tmp):
+    import evaluate
+    path = os.path.join(tmp, "huge.png")
+    with open(path, "wb") as f:
+        f.write(bomb_png())
+    skipped = []
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert evaluate.read_input_image(path, skipped) is None
+    assert skipped and "400,000,000 pixels" in skipped[0]["error"] and "--max-pixels" in skipped[0]["error"]
+    return SKIPPED
+
+
+@attack(4, "the pixel limit is configurable (--max-pixels)")
+def pixel_limit_configurable(tmp):
+    from dataset.cli import main
+    from dataset.pixels import set_max_pixels
+    img = _image(tmp)
+    voc_folder(tmp, "a", img, 80, 48, [("cat", (6, 8, 20, 30), scene()[1], None)])
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            rc = main(["check", tmp, "--max-pixels", "1000"])
+    finally:
+        set_max_pixels(None)
+    text = out.getvalue()
+    assert rc == 1 and "3,840 pixels" in text and "limit of 1,000" in text, text
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["check", tmp]) == 0
+    return SURVIVED
+
+
+def _iou(a, b):
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+@attack(7, "EXIF orientation 1..8: check, load_image, converter and --image agree")
+def exif_orientations(tmp):
+    import evaluate
+    from dataset.convert import record_to_masks
+    from dataset.openimages import OpenImagesDataset
+    displayed, mask = scene()
+    h, w = mask.shape
+    for v in range(1, 9):
+        root = os.path.join(tmp, "o%d" % v)
+        os.makedirs(os.path.join(root, "images"))
+        img = jpeg_with_orientation(os.path.join(root, "images", "a.jpg"), displayed, v)
+        voc_folder(root, "a", img, w, h, [("cat", (6, 8, 20, 30), mask, None)])
+        assert [p for p in _problems(root) if p.severity == "error"] == [], (v, _problems(root))
+        ds = OpenImagesDataset()
+        ds.load_openimages(root, "train", split_ratios=(1, 0, 0))
+        ds.prepare()
+        pixels = ds.load_image(0)
+        assert pixels.shape == (h, w, 3), (v, pixels.shape)
+        bright = pixels.mean(axis=-1) > 128
+        assert _iou(bright, mask) > 0.9, (v, _iou(bright, mask))
+        masks, _ = ds.load_mask(0)
+        assert _iou(masks[..., 0], bright) > 0.9, v
+        rec_masks = record_to_masks(ds.image_info[0]["record"])[0]
+        assert np.array_equal(rec_masks[..., 0], masks[..., 0]), v
+        with contextlib.redirect_stderr(io.StringIO()):
+            assert np.array_equal(evaluate.read_input_image(img, []), pixels), v
+    return SURVIVED
+
+
+@attack(7, "EXIF-rotated JPEG annotated on its stored pixels: the message says so")
+def exif_wrong_annotation(tmp):
+    displayed, mask = scene()
+    os.makedirs(os.path.join(tmp, "images"))
+    img = jpeg_with_orientation(os.path.join(tmp, "images", "a.jpg"), displayed, 6)
+    voc_folder(tmp, "a", img, 48, 80, [("cat", (6, 8, 20, 30), mask.T.copy(), None)])
+    msgs = [str(p) for p in _problems(tmp) if p.code == "image_size"]
+    assert msgs and "EXIF orientation 6" in msgs[0] and "as displayed" in msgs[0], msgs
+    return CLEAR
+
+
+@attack(15, "a palette-mode (VOC-coloured) binary mask is not 'empty'")
+def palette_mask(tmp):
+    from PIL import Image
+    img = _image(tmp)
+    m = scene()[1].astype(np.uint8)
+    pim = Image.fromarray(m, "P")
+    pim.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)  # VOC's palette: index 1 is dark red
+    buf = io.BytesIO()
+    pim.save(buf, format="PNG")
+    voc_folder(tmp, "a", img, 80, 48, [("cat", (6, 8, 20, 30), None, buf.getvalue())])
+    assert _problems(tmp) == [], _problems(tmp)
+    from dataset.convert import read_mask_png
+    assert np.array_equal(read_mask_png(os.path.join(tmp, "masks", "a_0.png")), scene()[1])
+    return SURVIVED
+
+
+@attack(15, "a 16-bit PNG in --image is scaled with a warning, not saturated")
+def sixteen_bit_png(tmp):
+    import evaluate
+    path = os.path.join(tmp, "deep.png")
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
+    with open(path, "wb") as f:
+        f.write(png_bytes(ramp))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        image = evaluate.read_input_image(path, [])
+    assert "16-bit" in err.getvalue() and "deep.png" in err.getvalue(), err.getvalue()
+    assert image.dtype == np.uint8 and image.shape == (64, 64, 3)
+    assert np.array_equal(image[..., 0], (ramp.astype(np.int64) * 255 // 65535).astype(np.uint8))
+    return SURVIVED
