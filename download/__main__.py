@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="skip images and masks over N pixels (decompression-bomb guard; default "
                         "178956970 or $MRCNN_MAX_PIXELS)")
+    p.add_argument("--min-rate", type=float, default=1024.0, metavar="BYTES_PER_S",
+                   help="abandon and retry a file arriving slower than this after --timeout seconds "
+                        "(default 1024)")
+    p.add_argument("--refresh", action="store_true",
+                   help="fetch the class lists and annotation CSVs again instead of using {out}/.cache")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     return p
 
@@ -53,7 +58,7 @@ def main(argv=None) -> int:
             m = download_class(name, out=args.out, splits=args.splits, limit=args.limit, seed=args.seed,
                                base_url=args.base_url, images_url=args.images_url, workers=args.workers,
                                progress=not args.quiet, timeout=args.timeout, retries=args.retries,
-                               zip_mode=args.zip_mode)
+                               zip_mode=args.zip_mode, refresh=args.refresh, min_rate=args.min_rate)
         except (ClassResolutionError, ValueError) as e:
             print("error: %s" % e, file=sys.stderr)
             status = 2

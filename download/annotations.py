@@ -15,7 +15,7 @@ import csv
 import io
 import os
 
-from download.fsutil import atomic_open
+from download.fsutil import atomic_open, url_key
 
 HEADER = ["MaskPath", "ImageID", "LabelName", "BoxID", "BoxXMin", "BoxXMax", "BoxYMin", "BoxYMax",
           "PredictedIoU", "Clicks"]
@@ -169,8 +169,10 @@ def stream_filter(net, url: str, mid: str, out, progress: bool = False, desc: st
         pbar.close()
 
 
-def cache_path(cache_dir: str, split: str, mid: str) -> str:
-    return os.path.join(cache_dir, "annotations", "%s-%s.csv" % (split, mid.strip("/").replace("/", "_")))
+def cache_path(cache_dir: str, split: str, mid: str, base_url: str = "") -> str:
+    """The filtered rows' cache, keyed by the CSV's URL (two mirrors never share a copy)."""
+    return os.path.join(cache_dir, "annotations", "%s-%s-%s.csv" % (
+        split, mid.strip("/").replace("/", "_"), url_key(base_url + csv_rel(split))))
 
 
 def read_rows(path: str) -> list[dict]:
@@ -179,10 +181,12 @@ def read_rows(path: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def class_rows(net, base_url: str, split: str, mid: str, cache_dir: str, progress: bool = False) -> list[dict]:
-    """The rows of ``mid`` in ``split``'s segmentation CSV, from the cache or streamed and cached."""
-    path = cache_path(cache_dir, split, mid)
-    if os.path.isfile(path):
+def class_rows(net, base_url: str, split: str, mid: str, cache_dir: str, progress: bool = False,
+               refresh: bool = False) -> list[dict]:
+    """The rows of ``mid`` in ``split``'s segmentation CSV, from the cache or streamed and cached
+    (``refresh``: streamed again)."""
+    path = cache_path(cache_dir, split, mid, base_url)
+    if os.path.isfile(path) and not refresh:
         net.stats.event("csv_cached")
         return read_rows(path)
     url = base_url + csv_rel(split)

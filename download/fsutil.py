@@ -160,6 +160,13 @@ def atomic_write_json(path: str, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
+def url_key(url: str) -> str:
+    """A short stable key of a source URL (12 hex of its SHA-1): caches are kept per source, so a
+    file cached from one mirror is never served for another."""
+    import hashlib
+    return hashlib.sha1(url.encode("utf-8")).hexdigest()[:12]
+
+
 def class_dir_name(display_name: str) -> str:
     """Folder name of a class: lower case, runs of anything but [a-z0-9] -> ``_`` ("Teddy bear" -> "teddy_bear")."""
     name = re.sub(r"[^a-z0-9]+", "_", display_name.lower()).strip("_")

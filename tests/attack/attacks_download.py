@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from tests.attack import SKIPPED, SURVIVED, attack
+from tests.attack import CLEAR, SKIPPED, SURVIVED, attack
 from tests.attack.builders import bomb_png
 from tests.attack.server import lying_server
 
@@ -97,3 +97,70 @@ def corrupt_mask_response(tmp):
         m = download(srv, out, zip_mode="full")
     assert split_report(m)["failed"] == [] and os.path.isfile(mask) and os.path.isfile(xml)
     return SURVIVED
+
+
+HTML = b"<html><body><h1>Service temporarily unavailable</h1></body></html>\n"
+
+
+@attack(6, "an HTML error page served with 200 for the class list", timeout=60)
+def poisoned_class_list(tmp):
+    from download.classes import ClassResolutionError
+    d, cats = cat_mirror(tmp)
+    out = os.path.join(tmp, "out")
+    with lying_server(d) as srv:
+        srv.lie("*/class-descriptions-boxable.csv", lambda body, start: HTML, times=-1)
+        try:
+            download(srv, out)
+            raise AssertionError("an HTML class list was accepted")
+        except ClassResolutionError as e:
+            assert "not an Open Images class list" in str(e) and "class-descriptions" in str(e), e
+    cache = os.path.join(out, ".cache")
+    cached = os.listdir(cache) if os.path.isdir(cache) else []
+    assert not any("class-descriptions" in n for n in cached), cached
+    with lying_server(d) as srv:  # healthy again: nothing poisoned was kept
+        m = download(srv, out)
+    assert split_report(m)["images"] == len(cats)
+    return CLEAR
+
+
+@attack(6, "a poisoned cached class list: error names the file, --refresh re-reads it", timeout=60)
+def poisoned_cache_refresh(tmp):
+    from download.classes import ClassResolutionError, DESCRIPTIONS, cache_file
+    d, cats = cat_mirror(tmp)
+    out = os.path.join(tmp, "out")
+    with lying_server(d) as srv:
+        download(srv, out)
+        path = cache_file(os.path.join(out, ".cache"), srv.base_url, DESCRIPTIONS)
+        with open(path, "w") as f:  # a valid-looking but stale list (an older release) without Cat
+            f.write("/m/0bt9lr,Dog\n")
+        try:
+            download(srv, out)
+            raise AssertionError("a stale class list gave no error")
+        except ClassResolutionError as e:
+            assert path in str(e) and "--refresh" in str(e), e
+        m = download(srv, out, refresh=True)
+    assert split_report(m)["images"] == len(cats)
+    with lying_server(d) as other:  # another mirror (another port) never reads this cache
+        assert cache_file(os.path.join(out, ".cache"), other.base_url, DESCRIPTIONS) != path
+    return CLEAR
+
+
+@attack(8, "a server sending 1 byte per second", timeout=40)
+def trickling_server(tmp):
+    import time
+    d, cats = cat_mirror(tmp)
+    victim = sorted(cats)[0]
+    out = os.path.join(tmp, "out")
+    with lying_server(d, max_seconds=15) as srv:
+        srv.slow("/images/validation/%s.jpg" % victim, 1, times=-1)
+        t = time.monotonic()
+        m = download(srv, out, timeout=1.5, retries=1, min_rate=20000)  # a byte a second never trips the 1.5 s read timeout
+        took = time.monotonic() - t
+    failed = {f["image_id"]: f["reason"] for f in split_report(m)["failed"]}
+    assert list(failed) == [victim] and "minimum rate" in failed[victim], failed
+    assert took < 10, took
+    assert split_report(m)["images"] == len(cats) - 1
+    with lying_server(d) as srv:  # the rerun completes it
+        m = download(srv, out)
+    assert split_report(m)["failed"] == []
+    return SKIPPED
