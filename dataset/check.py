@@ -15,6 +15,7 @@ downloader layout (those are merged); the same id in two splits is a leak and an
 """
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +26,33 @@ from dataset.records import ImageRecord, MaskPNG, Polygon
 
 ASPECT_TOLERANCE = 0.02
 BOX_TOLERANCE = 1.0
+# No image coordinate is this far out: beyond it a value is a typo or an attack (1e400 is inf).
+MAX_COORDINATE = 1e7
+
+
+def _bad_number(v) -> bool:
+    return not math.isfinite(v) or abs(v) > MAX_COORDINATE
+
+
+def coordinate_problems(record: ImageRecord, where: str) -> list[Problem]:
+    """Errors for a size over the pixel limit and for non-finite or absurd (> 1e7) box or polygon
+    coordinates: such an image cannot be rasterised, so every reader skips it with this reason."""
+    from dataset.pixels import max_pixels
+    out, iid = [], record.image_id
+    if record.width > 0 and record.height > 0 and record.width * record.height > max_pixels():
+        out.append(Problem(where, iid, "size_too_large", "<size> %dx%d = %s pixels is over the limit of "
+                           "%s pixels" % (record.width, record.height, format(record.width * record.height, ","),
+                                          format(max_pixels(), ",")),
+                           "fix <size> in the annotation, or raise --max-pixels if the image is that large"))
+    for k, obj in enumerate(record.objects):
+        values = list(obj.box) + [c for pt in (obj.mask.points if isinstance(obj.mask, Polygon) else [])
+                                  for c in pt]
+        bad = [v for v in values if _bad_number(float(v))]
+        if bad:
+            out.append(Problem(where, iid, "coordinate_invalid", "object %d (%s): coordinate %r is not a "
+                               "finite number within +-%g pixels" % (k + 1, obj.class_name, bad[0], MAX_COORDINATE),
+                               "fix the object's coordinates in the annotation or delete the object"))
+    return out
 
 
 @dataclass
@@ -184,6 +212,9 @@ def validate_record(record: ImageRecord, known_classes=None, check_files: bool =
     if record.width <= 0 or record.height <= 0:
         out.append(Problem(where, iid, "no_size", "image size unknown (%sx%s)" % (record.width, record.height),
                            "add <size><width>/<height> or make sure the image file is readable"))
+    coords = coordinate_problems(record, where)
+    if coords:  # nothing below can reason about infinite or absurd numbers
+        return out + coords
     if check_files:
         out += check_image(record.path, record.width, record.height, iid, cache)
     W, H = record.width, record.height

@@ -147,6 +147,11 @@ def record_size(record: ImageRecord) -> tuple[int, int]:
         raise AnnotationError(record.annotation or record.path,
                               "image %s has no size in the annotation and %s cannot be read"
                               % (record.image_id, record.path))
+    from dataset.pixels import max_pixels
+    if h * w > max_pixels():  # [N, H, W] bool buffers of this size would exhaust memory
+        raise AnnotationError(record.annotation or record.path,
+                              "image %s: <size> %dx%d is over the limit of %s pixels; fix <size> or "
+                              "raise --max-pixels" % (record.image_id, w, h, format(max_pixels(), ",")))
     return h, w
 
 

@@ -143,3 +143,69 @@ def sixteen_bit_png(tmp):
     assert image.dtype == np.uint8 and image.shape == (64, 64, 3)
     assert np.array_equal(image[..., 0], (ramp.astype(np.int64) * 255 // 65535).astype(np.uint8))
     return SURVIVED
+
+
+def _convert(tmp, *extra):
+    from dataset.cli import main
+    out = os.path.join(tmp, "converted")
+    with contextlib.redirect_stdout(io.StringIO()) as text:
+        rc = main(["convert", os.path.join(tmp, "in"), out, *extra])
+    return rc, text.getvalue(), out
+
+
+@attack(9, "a box coordinate of 1e400 (infinite): check, convert, loader")
+def infinite_coordinate(tmp):
+    from dataset.openimages import OpenImagesDataset
+    root = os.path.join(tmp, "in")
+    img_a, img_b = _image(root, "a"), _image(root, "b")
+    xml = voc_folder(root, "a", img_a, 80, 48, [("cat", (6, 8, 20, 30), None, None)])
+    voc_folder(root, "b", img_b, 80, 48, [("cat", (6, 8, 20, 30), None, None)])
+    with open(xml) as f:
+        text = f.read()
+    with open(xml, "w") as f:
+        f.write(text.replace("<xmax>30</xmax>", "<xmax>1e400</xmax>"))
+    errors = [p for p in _problems(root) if p.severity == "error"]
+    assert [(p.image_id, p.code) for p in errors] == [("a", "coordinate_invalid")], errors
+    assert "a.xml" in str(errors[0]) and "inf" in str(errors[0]), errors
+    rc, text, out = _convert(tmp, "--coco")
+    assert rc == 1 and "coordinate_invalid" in text, text
+    import json
+    doc = json.load(open(os.path.join(out, "annotations.json")))
+    assert [i["image_id"] for i in doc["images"]] == ["b"], doc["images"]
+    with contextlib.redirect_stderr(io.StringIO()):
+        ds = OpenImagesDataset()
+        ds.load_openimages(root, "train", split_ratios=(1, 0, 0))
+    ds.prepare()
+    assert [i["id"] for i in ds.image_info] == ["b"] and any(p.code == "coordinate_invalid" for p in ds.problems)
+    return SKIPPED
+
+
+@attack(10, "converter: ids a.b and a_b get distinct mask files")
+def converter_name_collision(tmp):
+    import csv
+    root = os.path.join(tmp, "in")
+    for iid in ("a.b", "a_b"):
+        voc_folder(root, iid, _image(root, iid), 80, 48, [("cat", (6, 8, 20, 30), scene()[1], None)])
+    rc, text, out = _convert(tmp)
+    assert rc == 0, text
+    rows = list(csv.DictReader(open(os.path.join(out, "instances.csv"))))
+    pngs = {r["image_id"]: r["png"] for r in rows}
+    assert set(pngs) == {"a.b", "a_b"} and len(set(pngs.values())) == 2, pngs
+    assert all(os.path.isfile(os.path.join(out, p)) for p in pngs.values())
+    return SURVIVED
+
+
+@attack(10, "converter --coco: inverted box and a <size> of 100000x100000")
+def converter_bad_boxes_and_size(tmp):
+    import json
+    root = os.path.join(tmp, "in")
+    voc_folder(root, "inv", _image(root, "inv"), 80, 48, [("cat", (20, 30, 6, 8), None, None)])
+    voc_folder(root, "big", _image(root, "big"), 100000, 100000, [("cat", (6, 8, 20, 30), None, None)])
+    voc_folder(root, "ok", _image(root, "ok"), 80, 48, [("cat", (6, 8, 20, 30), None, None)])
+    rc, text, out = _convert(tmp, "--coco")
+    assert rc == 1 and "box_degenerate" in text and "size_too_large" in text and "big.xml" in text, text
+    raw = open(os.path.join(out, "annotations.json")).read()
+    doc = json.loads(raw, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    assert [i["image_id"] for i in doc["images"]] == ["ok"]
+    assert all(a["bbox"][2] > 0 and a["bbox"][3] > 0 for a in doc["annotations"])
+    return SKIPPED
