@@ -64,7 +64,8 @@ def main(argv=None) -> int:
             status = 2
             continue
         except FetchError as e:
-            print("error: %s\n(rerun the same command to resume)" % e, file=sys.stderr)
+            print("error: %s%s" % (e, "\n(rerun the same command to resume)" if e.resumable else ""),
+                  file=sys.stderr)
             status = 1
             continue
         if m["totals"]["failed"]:

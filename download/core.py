@@ -134,6 +134,9 @@ def summary(m: dict) -> str:
         lines.append("  %-10s %5d images (%d fetched, %d skipped), %d masks (%d fetched), %d failed, "
                      "%d missing masks" % (s, r["images"], f["images"], run["skipped"][s], r["masks"],
                                            f["masks"], len(r["failed"]), len(r["missing_masks"])))
+        if r.get("duplicate_rows") or r.get("malformed_rows"):
+            lines.append("  %-10s CSV rows skipped: %d duplicate, %d malformed (listed under "
+                         "\"rejected\" in the manifest)" % ("", r["duplicate_rows"], r["malformed_rows"]))
     lines.append("  fetched %.2f MB in %d requests, %.1f s" % (run["bytes_fetched"] / 1e6,
                                                                 sum(run["requests"].values()), run["seconds"]))
     return "\n".join(lines)

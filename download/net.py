@@ -18,6 +18,8 @@ from collections import Counter
 class FetchError(RuntimeError):
     """A URL could not be fetched (after retries when the failure looked transient)."""
 
+    resumable = True   # False: the same command cannot succeed later (the source itself is bad)
+
     def __init__(self, url: str, message: str, status: int | None = None):
         self.url = url
         self.status = status

@@ -33,9 +33,25 @@ def select_images(image_ids, limit: int | None, seed: int, split: str, mid: str)
 
 
 def group_rows(rows, split: str):
-    """({image_id: [row]}, [rejected]) validating ImageIDs and mask names from the CSV."""
-    by_image, rejected = {}, []
+    """({image_id: [row]}, [rejected]) validating ImageIDs and mask names from the CSV.
+
+    Malformed rows (wrong column count) and repeats of an (ImageID, LabelName, BoxID) already seen
+    are skipped and listed in ``rejected`` with the reason, never turned into objects."""
+    by_image, rejected, seen = {}, [], set()
     for r in rows:
+        if None in r or None in r.values():  # csv.DictReader: too many / too few columns
+            n = len(r) - (None in r) + len(r.get(None) or []) - sum(v is None for v in r.values())
+            rejected.append({"image_id": r.get("ImageID") or "", "mask": r.get("MaskPath") or "",
+                             "reason": "malformed row in %s CSV: %d columns, expected 10; skipped"
+                                       % (split, n)})
+            continue
+        key = (r["ImageID"], r["LabelName"], r["BoxID"])
+        if key in seen:
+            rejected.append({"image_id": r["ImageID"], "mask": r.get("MaskPath", ""),
+                             "reason": "duplicate row in %s CSV (same ImageID, LabelName, BoxID); "
+                                       "dropped" % split})
+            continue
+        seen.add(key)
         iid = r.get("ImageID", "")
         try:
             safe_id(iid, "ImageID")
@@ -304,4 +320,6 @@ class SplitJob:
         return {"available_images": len(by_image), "selected": len(selected), "images": len(done),
                 "objects": n_obj, "masks": n_masks, "failed": failed, "missing_masks": missing,
                 "rejected": sorted(rejected + unsafe, key=lambda d: (d["image_id"], d["mask"])),
+                "duplicate_rows": sum(r["reason"].startswith("duplicate row") for r in rejected),
+                "malformed_rows": sum(r["reason"].startswith("malformed row") for r in rejected),
                 "bytes": nbytes}

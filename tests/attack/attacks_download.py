@@ -164,3 +164,76 @@ def trickling_server(tmp):
         m = download(srv, out)
     assert split_report(m)["failed"] == []
     return SKIPPED
+
+
+def _csv(d):
+    from download.mirror import faults
+    return faults.csv_path(d, "validation")
+
+
+def _objects(out):
+    """{image id: number of <object>s} in the downloaded XML."""
+    ann = os.path.join(out, "cat", "validation", "annotations")
+    return {n[:-4]: open(os.path.join(ann, n)).read().count("<object>") for n in sorted(os.listdir(ann))}
+
+
+@attack(11, "every Cat row of the CSV twice", timeout=60)
+def duplicate_rows(tmp):
+    d, cats = cat_mirror(tmp)
+    with lying_server(d) as srv:
+        clean = os.path.join(tmp, "clean")
+        download(srv, clean)
+        path = _csv(d)
+        lines = open(path).read().splitlines(keepends=True)
+        dup = [ln for ln in lines[1:] if CAT in ln]
+        with open(path, "a") as f:
+            f.writelines(dup)
+        m = download(srv, os.path.join(tmp, "out"))
+    r = split_report(m)
+    assert r["duplicate_rows"] == len(dup) > 0, r
+    assert sum("duplicate row" in x["reason"] for x in r["rejected"]) == len(dup)
+    assert _objects(os.path.join(tmp, "out")) == _objects(clean)
+    return SKIPPED
+
+
+@attack(15, "a fully quoted (valid) segmentation CSV", timeout=60)
+def quoted_csv(tmp):
+    import csv
+    d, cats = cat_mirror(tmp)
+    path = _csv(d)
+    rows = list(csv.reader(open(path, newline="")))
+    with open(path, "w", newline="") as f:
+        csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(rows)
+    with lying_server(d) as srv:
+        m = download(srv, os.path.join(tmp, "out"))
+    assert split_report(m)["images"] == len(cats) and split_report(m)["failed"] == []
+    return SURVIVED
+
+
+@attack(15, "one malformed Cat row among good ones", timeout=60)
+def malformed_row(tmp):
+    d, cats = cat_mirror(tmp)
+    with open(_csv(d), "a") as f:
+        f.write("ffff000000000000_m01yrx_00000001.png,ffff000000000000,/m/01yrx,00000001,0.1,0.2\n")
+    with lying_server(d) as srv:
+        m = download(srv, os.path.join(tmp, "out"))
+    r = split_report(m)
+    assert r["images"] == len(cats) and r["malformed_rows"] == 1, r
+    assert any("malformed row" in x["reason"] and "6 columns" in x["reason"] for x in r["rejected"])
+    return SKIPPED
+
+
+@attack(15, "a CSV without its final newline: no 'rerun to resume'", timeout=60)
+def csv_without_newline(tmp):
+    from download.__main__ import main
+    d, _ = cat_mirror(tmp)
+    data = open(_csv(d), "rb").read()
+    open(_csv(d), "wb").write(data[:-1])
+    import contextlib
+    import io
+    with lying_server(d) as srv, contextlib.redirect_stderr(io.StringIO()) as err:
+        rc = main(["--class", "Cat", "--splits", "validation", "--out", os.path.join(tmp, "out"),
+                   "--base-url", srv.base_url, "--images-url", srv.images_url, "--retries", "1", "-q"])
+    text = err.getvalue()
+    assert rc == 1 and "rerun" not in text.replace("rerunning will not help", "") and "will not help" in text, text
+    return CLEAR
