@@ -39,13 +39,30 @@ def positive_int(text):
     return value
 
 
+DEFAULT_CONFIG = os.path.join(HERE, "configs", "default.toml")
+
+
+def refuse_config_changes(args, run_dir):
+    """--resume continues a run with the config it recorded; a --config or --set given with it
+    would be silently ignored (or would make config.toml lie), so it is refused."""
+    given = ([f"--config {args.config}"] if args.config else []) + [f"--set {o}" for o in args.overrides]
+    if given:
+        ckpt = os.path.join(run_dir, "mask_rcnn_..._NNNN.h5")
+        raise UsageError(
+            f"--resume continues {run_dir} with its recorded config ({os.path.join(run_dir, 'config.toml')}); "
+            f"it does not take {' '.join(given)}. To train on with another config, start a new run "
+            f"from this run's weights: python train.py --class ... --epochs N --weights {ckpt} "
+            f"{' '.join(given)}")
+
+
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--class", dest="classes", action="append", metavar="NAME",
                    help="Open Images class (display name in any case, or MID); repeatable")
     p.add_argument("--epochs", type=positive_int, help="total epochs (cumulative across stages)")
-    p.add_argument("--config", default=os.path.join(HERE, "configs", "default.toml"), help="TOML config")
+    p.add_argument("--config", default=None,
+                   help="TOML config (default configs/default.toml; not with --resume)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set IMAGE_MAX_DIM=512; repeatable")
     p.add_argument("--data", default="data", help="data folder (downloader layout)")
@@ -252,6 +269,7 @@ def run(args):
             run_dir = runs.newest_run(args.logs)
         except FileNotFoundError as exc:
             raise UsageError(f"--resume: {exc}") from None
+        refuse_config_changes(args, run_dir)
         try:
             state = runs.read_state(run_dir)
         except ValueError as exc:
@@ -275,7 +293,7 @@ def run(args):
             classes = download_data(args, args.classes)
         else:
             classes = args.classes
-        config_path, overrides = args.config, args.overrides
+        config_path, overrides = args.config or DEFAULT_CONFIG, args.overrides
 
     config = make_config(config_path, overrides, classes, args.seed)
     if args.mixed_precision:

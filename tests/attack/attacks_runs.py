@@ -196,3 +196,27 @@ def missing_group(tmp):
         del f["dense"]
     return expect_error(weights_io.WeightsError, lambda: weights_io.read_weights(path),
                         path, "'dense'", "no group")
+
+
+def _train_main(argv):
+    import contextlib
+    import io
+    import train
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = train.main(argv)
+    return rc, err.getvalue()
+
+
+@attack(12, "--resume with --set and with a missing --config")
+def resume_with_config_changes(tmp):
+    from mrcnn import runs
+    logs = os.path.join(tmp, "logs")
+    run = runs.claim_run_dir(os.path.join(logs, "cat20260101T1200"))
+    runs.write_state(run, {"version": 1, "classes": ["Cat"], "data": "data", "seed": 0, "epochs": 2,
+                           "schedule": [], "completed_epoch": 1})
+    for extra in (["--set", "IMAGE_MAX_DIM=512"], ["--config", os.path.join(tmp, "missing.toml")]):
+        rc, err = _train_main(["--resume", "--logs", logs, *extra])
+        assert rc == 2 and " ".join(extra) in err and "start a new run" in err and run in err, (rc, err)
+    assert runs.read_state(run)["completed_epoch"] == 1  # the run is untouched
+    return CLEAR
