@@ -267,6 +267,9 @@ def voc_from_element(root_el, xml_path: str, split_dir: str | None = None,
         mask_text = text(o, "mask")
         if mask_text is not None:
             value = o.find("mask").get("value")
+            if value is not None and not (value.strip().isdigit() and int(value) <= 255):
+                raise AnnotationError(xml_path, "%s: <mask value=%r> must be a palette index 0-255; "
+                                      "fix it or drop the attribute for a binary mask" % (what, value))
             mask = MaskPNG(path=resolve_inside(root, mask_text, xml_path, "mask", base=base),
                            instance_value=int(value) if value is not None else None)
         elif o.find("polygon") is not None:

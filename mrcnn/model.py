@@ -235,6 +235,10 @@ class MaskRCNN:
         """
         if self.mode != "inference":
             raise ValueError("Create the model with mode='inference' to call detect().")
+        for k, image in enumerate(images):  # an empty image would divide by zero when resized
+            if np.ndim(image) < 2 or min(np.shape(image)[:2]) < 1:
+                raise ValueError(f"detect(): image {k} has shape {np.shape(image)}; every image needs "
+                                 "at least 1x1 pixels (H, W[, C]). Skip empty images before detect().")
         results = []
         step = max(int(self.config.BATCH_SIZE), 1)
         if verbose:

@@ -209,3 +209,33 @@ def converter_bad_boxes_and_size(tmp):
     assert [i["image_id"] for i in doc["images"]] == ["ok"]
     assert all(a["bbox"][2] > 0 and a["bbox"][3] > 0 for a in doc["annotations"])
     return SKIPPED
+
+
+@attack(14, "<mask value=\"abc\"> in a VOC file")
+def mask_value_not_a_number(tmp):
+    img = _image(tmp)
+    xml = voc_folder(tmp, "a", img, 80, 48, [("cat", (6, 8, 20, 30), scene()[1], None)])
+    with open(xml) as f:
+        text = f.read()
+    with open(xml, "w") as f:
+        f.write(text.replace("<mask>", '<mask value="abc">'))
+    problems = _problems(tmp)
+    assert len(problems) == 1 and problems[0].file == xml and "abc" in problems[0].message, problems
+    assert "palette index" in str(problems[0]), problems
+    return CLEAR
+
+
+@attack(14, "detect() on a 0x0 image", timeout=60)
+def detect_empty_image(tmp):
+    import types
+
+    from mrcnn.config import Config
+    from mrcnn.model import MaskRCNN
+    # The check runs before any layer is used: a light ``self`` (no 20 s model build) suffices.
+    holder = types.SimpleNamespace(mode="inference", config=Config())
+    try:
+        MaskRCNN.detect(holder, [np.zeros((0, 0, 3), np.uint8)])
+    except ValueError as e:
+        assert "image 0" in str(e) and "(0, 0, 3)" in str(e), e
+        return CLEAR
+    raise AssertionError("detect() accepted a 0x0 image")
