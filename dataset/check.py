@@ -242,6 +242,10 @@ def validate_record(record: ImageRecord, known_classes=None, check_files: bool =
             pts = obj.mask.points
             area = 0.5 * abs(sum(pts[i][0] * pts[i - 1][1] - pts[i - 1][0] * pts[i][1]
                                  for i in range(len(pts)))) if len(pts) >= 3 else 0.0
+            if len(pts) >= 3 and area == 0:
+                # The signed area of a self-crossing polygon can cancel (a symmetric bow tie is
+                # 0) while it still covers pixels: count what the converter would draw.
+                area = float(_polygon_pixels(pts, H, W))
             if len(pts) < 3 or area == 0:
                 out.append(Problem(where, iid, "polygon_points", "%s: polygon has %d points and area %g"
                                    % (label, len(pts), area),
@@ -249,6 +253,20 @@ def validate_record(record: ImageRecord, known_classes=None, check_files: bool =
         elif isinstance(obj.mask, MaskPNG) and check_files:
             out += _check_mask(obj, k, record, where, cache)
     return out
+
+
+def _polygon_pixels(points, height: int, width: int) -> int:
+    """Pixels the converter's rasterisation gives the polygon (inside the image, or inside its
+    own extent when the image size is unknown)."""
+    import numpy as np
+
+    from dataset.convert import rasterize_polygon
+    if height <= 0 or width <= 0:
+        height = int(math.ceil(max(y for _, y in points))) + 1
+        width = int(math.ceil(max(x for x, _ in points))) + 1
+    out = np.zeros((max(1, height), max(1, width)), bool)
+    rasterize_polygon(points, out.shape[0], out.shape[1], out)
+    return int(out.sum())
 
 
 def _layout_key(record: ImageRecord):

@@ -239,3 +239,34 @@ def detect_empty_image(tmp):
         assert "image 0" in str(e) and "(0, 0, 3)" in str(e), e
         return CLEAR
     raise AssertionError("detect() accepted a 0x0 image")
+
+
+@attack(15, "a symmetric bow-tie polygon (signed area 0)")
+def bow_tie_polygon(tmp):
+    from dataset.check import validate_record
+    from dataset.convert import record_to_masks
+    from dataset.records import ImageRecord, ObjectRecord, Polygon
+    tie = Polygon(points=[(10, 10), (30, 30), (30, 10), (10, 30)])
+    rec = ImageRecord(image_id="tie", path=_image(tmp), width=80, height=48,
+                      objects=[ObjectRecord("cat", (10, 10, 30, 30), tie)])
+    assert [p for p in validate_record(rec) if p.severity == "error"] == [], validate_record(rec)
+    assert record_to_masks(rec)[0].sum() > 150
+    return SURVIVED
+
+
+@attack(15, "files are written with the umask's mode (0o644 / 0o600), not always 0o600")
+def umask_modes(tmp):
+    from download.fsutil import atomic_write_bytes
+    from mrcnn import runs
+    old = os.umask(0o022)
+    try:
+        for mask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
+            os.umask(mask)
+            a, b = os.path.join(tmp, "a%o" % mask), os.path.join(tmp, "run%o" % mask)
+            atomic_write_bytes(a, b"x")
+            runs.write_state(b, {"classes": ["Cat"]})
+            got = (os.stat(a).st_mode & 0o777, os.stat(os.path.join(b, "state.json")).st_mode & 0o777)
+            assert got == (mode, mode), (oct(mask), [oct(g) for g in got])
+    finally:
+        os.umask(old)
+    return SURVIVED
