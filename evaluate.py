@@ -310,18 +310,12 @@ def list_images(paths):
 
 def _save_png(array, path):
     """Write a uint8 array as PNG atomically."""
-    import tempfile
-
     from PIL import Image
 
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(array).save(f, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from download.fsutil import atomic_open
+
+    with atomic_open(path, "wb", durable=False) as f:
+        Image.fromarray(array).save(f, format="PNG")
 
 
 def read_input_image(path, skipped):

@@ -42,19 +42,6 @@ def positive_int(text):
 DEFAULT_CONFIG = os.path.join(HERE, "configs", "default.toml")
 
 
-def refuse_config_changes(args, run_dir):
-    """--resume continues a run with the config it recorded; a --config or --set given with it
-    would be silently ignored (or would make config.toml lie), so it is refused."""
-    given = ([f"--config {args.config}"] if args.config else []) + [f"--set {o}" for o in args.overrides]
-    if given:
-        ckpt = os.path.join(run_dir, "mask_rcnn_..._NNNN.h5")
-        raise UsageError(
-            f"--resume continues {run_dir} with its recorded config ({os.path.join(run_dir, 'config.toml')}); "
-            f"it does not take {' '.join(given)}. To train on with another config, start a new run "
-            f"from this run's weights: python train.py --class ... --epochs N --weights {ckpt} "
-            f"{' '.join(given)}")
-
-
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -269,7 +256,9 @@ def run(args):
             run_dir = runs.newest_run(args.logs)
         except FileNotFoundError as exc:
             raise UsageError(f"--resume: {exc}") from None
-        refuse_config_changes(args, run_dir)
+        refused = runs.config_change_refusal(run_dir, args.config, args.overrides)
+        if refused:
+            raise UsageError(refused)
         try:
             state = runs.read_state(run_dir)
         except ValueError as exc:

@@ -114,6 +114,18 @@ def class_names(state, num_classes, fallback=None):
     return names
 
 
+def config_change_refusal(run_dir, config=None, overrides=()):
+    """The message refusing ``--config``/``--set`` with ``--resume`` (None when neither is given):
+    a resumed run keeps the config it recorded, so they would be ignored or make config.toml lie."""
+    given = ([f"--config {config}"] if config else []) + [f"--set {o}" for o in overrides]
+    if not given:
+        return None
+    return (f"--resume continues {run_dir} with its recorded config ({os.path.join(run_dir, 'config.toml')}); "
+            f"it does not take {' '.join(given)}. To train on with another config, start a new run "
+            f"from this run's weights: python train.py --class ... --epochs N --weights "
+            f"{os.path.join(run_dir, 'last.h5')} {' '.join(given)}")
+
+
 def list_runs(logs_dir):
     """Run folders holding a state.json, least recently updated first (state.json mtime, then
     folder name): a resumed older run counts as the newest."""

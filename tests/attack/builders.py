@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import subprocess
@@ -54,8 +55,10 @@ def png_bytes(array, mode=None, **save):
     return buf.getvalue()
 
 
+@functools.lru_cache(maxsize=2)
 def bomb_png(side=20000):
-    """A 1-bit ``side`` x ``side`` PNG of a few hundred KB that decodes to side**2 pixels."""
+    """A 1-bit ``side`` x ``side`` PNG of a few hundred KB that decodes to side**2 pixels (made
+    once per process: encoding it takes seconds)."""
     from PIL import Image
     buf = io.BytesIO()
     Image.new("1", (side, side)).save(buf, format="PNG", optimize=True)
