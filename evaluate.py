@@ -56,6 +56,9 @@ def parse_args(argv=None):
     p.add_argument("--image", action="append", metavar="PATH",
                    help="predict mode: an image file or a folder of .jpg/.png (repeatable)")
     p.add_argument("--splash", action="store_true", help="predict mode: also write colour splashes")
+    p.add_argument("--max-pixels", type=int, metavar="N",
+                   help="skip images over N pixels (decompression-bomb guard; default 178956970 "
+                        "or $MRCNN_MAX_PIXELS)")
     args = p.parse_args(argv)
     for bad, msg in ((args.limit is not None and args.limit < 1, "--limit must be at least 1"),
                      (args.min_confidence is not None and not 0 <= args.min_confidence <= 1,
@@ -307,24 +310,36 @@ def list_images(paths):
 
 def _save_png(array, path):
     """Write a uint8 array as PNG atomically."""
-    import tempfile
-
     from PIL import Image
 
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".png")
+    from download.fsutil import atomic_open
+
+    with atomic_open(path, "wb", durable=False) as f:
+        Image.fromarray(array).save(f, format="PNG")
+
+
+def read_input_image(path, skipped):
+    """RGB uint8 [H, W, 3] as displayed, exactly as Dataset.load_image reads it (EXIF orientation
+    applied, 16-bit scaled with a warning); None after adding to ``skipped`` why it cannot be used
+    (unreadable, or over the pixel limit: a decompression bomb)."""
+    from dataset.pixels import ImageTooLarge, read_rgb
+
     try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(array).save(f, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        image, notes = read_rgb(path)
+    except ImageTooLarge as e:
+        skipped.append({"image": path, "error": str(e)})
+        print(f"skipped {path}: {e}", file=sys.stderr)
+        return None
+    except (OSError, ValueError) as e:
+        skipped.append({"image": path, "error": str(e)})
+        print(f"skipped {path}: cannot read it as an image ({e})", file=sys.stderr)
+        return None
+    for note in notes:  # e.g. a 16-bit PNG scaled to 8 bits
+        print(f"warning: {note}", file=sys.stderr)
+    return image
 
 
 def predict(args, run, state, config_path, weights):
-    import numpy as np
-    from PIL import Image
-
     from mrcnn import runs, visualize
 
     images = list_images(args.image)
@@ -341,12 +356,8 @@ def predict(args, run, state, config_path, weights):
           f"on {len(images)} images -> {out}")
     report, skipped, stems, written = [], [], set(), set()
     for path in images:
-        try:  # RGB uint8 [H, W, 3]: grey made RGB, alpha dropped (as Dataset.load_image)
-            with Image.open(path) as im:
-                image = np.asarray(im.convert("RGB"))
-        except (OSError, ValueError) as e:
-            skipped.append({"image": path, "error": str(e)})
-            print(f"skipped {path}: cannot read it as an image ({e})", file=sys.stderr)
+        image = read_input_image(path, skipped)
+        if image is None:
             continue
         stem = os.path.splitext(os.path.basename(path))[0]
         while stem in stems:  # a.jpg and a.png in one call
@@ -390,6 +401,9 @@ def predict(args, run, state, config_path, weights):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.max_pixels is not None:
+        from dataset.pixels import set_max_pixels
+        set_max_pixels(args.max_pixels)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         run, state, config_path, weights = resolve_run(args)

@@ -39,13 +39,17 @@ def positive_int(text):
     return value
 
 
+DEFAULT_CONFIG = os.path.join(HERE, "configs", "default.toml")
+
+
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--class", dest="classes", action="append", metavar="NAME",
                    help="Open Images class (display name in any case, or MID); repeatable")
     p.add_argument("--epochs", type=positive_int, help="total epochs (cumulative across stages)")
-    p.add_argument("--config", default=os.path.join(HERE, "configs", "default.toml"), help="TOML config")
+    p.add_argument("--config", default=None,
+                   help="TOML config (default configs/default.toml; not with --resume)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set IMAGE_MAX_DIM=512; repeatable")
     p.add_argument("--data", default="data", help="data folder (downloader layout)")
@@ -229,11 +233,17 @@ def make_strategy(name):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from download.fsutil import DiskFullError
+
     try:
         return run(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DiskFullError as exc:  # the message names the folder, the bytes needed and the fix
+        print(f"error: {exc.strerror}\nThen continue with: python train.py --resume --logs {args.logs}",
+              file=sys.stderr)
+        return 1
 
 
 def run(args):
@@ -246,7 +256,13 @@ def run(args):
             run_dir = runs.newest_run(args.logs)
         except FileNotFoundError as exc:
             raise UsageError(f"--resume: {exc}") from None
-        state = runs.read_state(run_dir)
+        refused = runs.config_change_refusal(run_dir, args.config, args.overrides)
+        if refused:
+            raise UsageError(refused)
+        try:
+            state = runs.read_state(run_dir)
+        except ValueError as exc:
+            raise UsageError(f"--resume: {exc}") from None
         args.data, args.limit, args.seed = state["data"], state["limit"], state["seed"]
         args.base_url, args.images_url = state.get("base_url"), state.get("images_url")
         classes = state["classes"]
@@ -266,7 +282,7 @@ def run(args):
             classes = download_data(args, args.classes)
         else:
             classes = args.classes
-        config_path, overrides = args.config, args.overrides
+        config_path, overrides = args.config or DEFAULT_CONFIG, args.overrides
 
     config = make_config(config_path, overrides, classes, args.seed)
     if args.mixed_precision:
@@ -292,6 +308,9 @@ def run(args):
         if weights:
             load_initial_weights(model, weights)
         model.set_log_dir()  # a fresh run folder, whatever the weights file was
+        # Claimed atomically: a run started in the same minute gets "-2", never this folder.
+        model.log_dir = runs.claim_run_dir(model.log_dir)
+        model.checkpoint_path = os.path.join(model.log_dir, os.path.basename(model.checkpoint_path))
         schedule = scale_schedule(config.TRAIN_SCHEDULE, args.epochs, config.LEARNING_RATE)
         state = {"version": 1, "classes": classes, "class_names": list(datasets["train"].class_names),
                  "data": os.path.abspath(args.data), "limit": args.limit, "seed": args.seed,
@@ -299,11 +318,16 @@ def run(args):
                  "config_path": os.path.abspath(config_path), "overrides": list(overrides),
                  "epochs": args.epochs, "schedule": schedule, "completed_epoch": 0, "best": None,
                  "weights": args.weights, "status": "running"}
-        os.makedirs(model.log_dir, exist_ok=True)
     else:
-        ckpts = runs.checkpoints(run_dir)
-        if ckpts:
-            load_initial_weights(model, ckpts[-1])  # sets model.epoch and log_dir from the name
+        ckpt, broken = runs.newest_complete_checkpoint(run_dir)
+        for path, reason in broken:
+            print(f"warning: skipping incomplete checkpoint {os.path.basename(path)} ({reason})",
+                  file=sys.stderr)
+        if ckpt:
+            if broken:
+                print(f"Resuming from the newest complete checkpoint, {os.path.basename(ckpt)}.",
+                      file=sys.stderr)
+            load_initial_weights(model, ckpt)  # sets model.epoch and log_dir from the name
         elif state.get("weights") not in (None, "none"):
             load_initial_weights(model, resolve_weights(state["weights"], model))
         model.log_dir = run_dir

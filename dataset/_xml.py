@@ -6,7 +6,6 @@ XXE payload (``<!ENTITY x SYSTEM "file:///etc/passwd">``) is never expanded into
 from __future__ import annotations
 
 import os
-import tempfile
 from decimal import Decimal, InvalidOperation, localcontext
 
 
@@ -139,21 +138,8 @@ def relative_inside(path: str, root: str, what: str) -> str:
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and os.replace.
-
-    Safe against a killed process (the rename is atomic); no fsync, so not against power loss:
-    an fsync per small file made bulk downloads several times slower.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``data`` to ``path`` atomically (download.fsutil's implementation); no fsync, so safe
+    against a killed process but not a power loss: an fsync per small file made bulk writes
+    several times slower."""
+    from download.fsutil import atomic_write_bytes as write
+    write(path, data, durable=False)

@@ -15,6 +15,7 @@ downloader layout (those are merged); the same id in two splits is a leak and an
 """
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +26,33 @@ from dataset.records import ImageRecord, MaskPNG, Polygon
 
 ASPECT_TOLERANCE = 0.02
 BOX_TOLERANCE = 1.0
+# No image coordinate is this far out: beyond it a value is a typo or an attack (1e400 is inf).
+MAX_COORDINATE = 1e7
+
+
+def _bad_number(v) -> bool:
+    return not math.isfinite(v) or abs(v) > MAX_COORDINATE
+
+
+def coordinate_problems(record: ImageRecord, where: str) -> list[Problem]:
+    """Errors for a size over the pixel limit and for non-finite or absurd (> 1e7) box or polygon
+    coordinates: such an image cannot be rasterised, so every reader skips it with this reason."""
+    from dataset.pixels import max_pixels
+    out, iid = [], record.image_id
+    if record.width > 0 and record.height > 0 and record.width * record.height > max_pixels():
+        out.append(Problem(where, iid, "size_too_large", "<size> %dx%d = %s pixels is over the limit of "
+                           "%s pixels" % (record.width, record.height, format(record.width * record.height, ","),
+                                          format(max_pixels(), ",")),
+                           "fix <size> in the annotation, or raise --max-pixels if the image is that large"))
+    for k, obj in enumerate(record.objects):
+        values = list(obj.box) + [c for pt in (obj.mask.points if isinstance(obj.mask, Polygon) else [])
+                                  for c in pt]
+        bad = [v for v in values if _bad_number(float(v))]
+        if bad:
+            out.append(Problem(where, iid, "coordinate_invalid", "object %d (%s): coordinate %r is not a "
+                               "finite number within +-%g pixels" % (k + 1, obj.class_name, bad[0], MAX_COORDINATE),
+                               "fix the object's coordinates in the annotation or delete the object"))
+    return out
 
 
 @dataclass
@@ -80,19 +108,22 @@ class Report:
 
 
 def image_facts(path: str) -> dict:
-    """{"size": [w, h]} after PIL verify + a full decode, or {"error": message}."""
-    from PIL import Image
+    """{"size": [w, h] as displayed, "orientation": EXIF tag} after PIL verify + a full decode,
+    or {"error": message} (an image over the pixel limit is not decoded at all)."""
+    from dataset.pixels import ImageTooLarge, displayed_size, open_image, orientation
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.verify()
-        with Image.open(path) as im:
-            size = im.size
+        with open_image(path) as im:
+            size, turn = displayed_size(im), orientation(im)
             if im.format == "JPEG":
-                im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+                im.draft("RGB", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
             im.load()
+    except ImageTooLarge as e:
+        return {"error": str(e), "too_large": True}
     except Exception as e:  # PIL raises many types for corrupt data
         return {"error": str(e)}
-    return {"size": [int(size[0]), int(size[1])]}
+    return {"size": [int(size[0]), int(size[1])], "orientation": turn}
 
 
 def mask_facts(path: str, instance_value) -> dict:
@@ -112,11 +143,22 @@ def check_image(path: str, width: int, height: int, image_id: str | None = None,
         return [Problem(path, image_id, "image_missing", "image file not found",
                         "download the image again or delete its annotation")]
     facts = (cache or NoCache()).get("image", path, "", lambda: image_facts(path))
+    if facts.get("too_large"):
+        return [Problem(path, image_id, "image_too_large", facts["error"],
+                        "raise --max-pixels if the image is genuine, else delete it and its annotation")]
     if "error" in facts:
         return [Problem(path, image_id, "image_unreadable", "image cannot be decoded (%s)" % facts["error"],
                         "re-download the image or delete it and its annotation")]
     size = tuple(facts["size"])
     if width > 0 and height > 0 and size != (width, height):
+        turn = facts.get("orientation", 1)
+        if turn >= 5 and size == (height, width):  # annotated on the stored, not the displayed, pixels
+            return [Problem(path, image_id, "image_size",
+                            "image is %dx%d as displayed (EXIF orientation %d turns the stored %dx%d "
+                            "pixels) but the annotation says %dx%d: it was made on the unrotated pixels"
+                            % (size[0], size[1], turn, width, height, width, height),
+                            "re-annotate the image as displayed (as CVAT, LabelMe and LabelImg show it), "
+                            "or save the image with its rotation applied and the tag removed")]
         return [Problem(path, image_id, "image_size", "image is %dx%d but the annotation says %dx%d"
                         % (size[0], size[1], width, height),
                         "fix <size> in the annotation (or re-download the image)")]
@@ -170,6 +212,9 @@ def validate_record(record: ImageRecord, known_classes=None, check_files: bool =
     if record.width <= 0 or record.height <= 0:
         out.append(Problem(where, iid, "no_size", "image size unknown (%sx%s)" % (record.width, record.height),
                            "add <size><width>/<height> or make sure the image file is readable"))
+    coords = coordinate_problems(record, where)
+    if coords:  # nothing below can reason about infinite or absurd numbers
+        return out + coords
     if check_files:
         out += check_image(record.path, record.width, record.height, iid, cache)
     W, H = record.width, record.height
@@ -197,6 +242,10 @@ def validate_record(record: ImageRecord, known_classes=None, check_files: bool =
             pts = obj.mask.points
             area = 0.5 * abs(sum(pts[i][0] * pts[i - 1][1] - pts[i - 1][0] * pts[i][1]
                                  for i in range(len(pts)))) if len(pts) >= 3 else 0.0
+            if len(pts) >= 3 and area == 0:
+                # The signed area of a self-crossing polygon can cancel (a symmetric bow tie is
+                # 0) while it still covers pixels: count what the converter would draw.
+                area = float(_polygon_pixels(pts, H, W))
             if len(pts) < 3 or area == 0:
                 out.append(Problem(where, iid, "polygon_points", "%s: polygon has %d points and area %g"
                                    % (label, len(pts), area),
@@ -204,6 +253,20 @@ def validate_record(record: ImageRecord, known_classes=None, check_files: bool =
         elif isinstance(obj.mask, MaskPNG) and check_files:
             out += _check_mask(obj, k, record, where, cache)
     return out
+
+
+def _polygon_pixels(points, height: int, width: int) -> int:
+    """Pixels the converter's rasterisation gives the polygon (inside the image, or inside its
+    own extent when the image size is unknown)."""
+    import numpy as np
+
+    from dataset.convert import rasterize_polygon
+    if height <= 0 or width <= 0:
+        height = int(math.ceil(max(y for _, y in points))) + 1
+        width = int(math.ceil(max(x for x, _ in points))) + 1
+    out = np.zeros((max(1, height), max(1, width)), bool)
+    rasterize_polygon(points, out.shape[0], out.shape[1], out)
+    return int(out.sum())
 
 
 def _layout_key(record: ImageRecord):

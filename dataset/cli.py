@@ -34,12 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "CVAT for images 1.1 and LabelMe XML.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     fmt = dict(choices=FORMATS, default=None, help="force the annotation format (default: detect per file)")
+    pixels = dict(type=int, default=None, metavar="N",
+                  help="images and masks over N pixels are errors, never decoded (decompression-bomb "
+                       "guard; default 178956970 or $MRCNN_MAX_PIXELS)")
 
     c = sub.add_parser("check", help="validate a folder; exit 1 if any image is unusable")
     c.add_argument("dir", metavar="DIR")
     c.add_argument("--format", **fmt)
     c.add_argument("--classes", type=_classes, default=None,
                    help="comma-separated allowed classes (case-insensitive); others are errors")
+    c.add_argument("--max-pixels", **pixels)
 
     v = sub.add_parser("convert", help="write one PNG per instance (or COCO JSON with --coco)")
     v.add_argument("in_dir", metavar="IN_DIR")
@@ -47,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--format", **fmt)
     v.add_argument("--coco", action="store_true",
                    help="write OUT_DIR/annotations.json (COCO, polygon or RLE segmentations)")
+    v.add_argument("--max-pixels", **pixels)
 
     s = sub.add_parser("stats", help="images and instances per split and class")
     s.add_argument("dir", metavar="DIR")
@@ -147,6 +152,9 @@ def main(argv=None) -> int:
         path = getattr(args, attr, None)
         if path is not None and not os.path.isdir(path):
             parser.error("%s is not a folder" % path)
+    if getattr(args, "max_pixels", None) is not None:
+        from dataset.pixels import set_max_pixels
+        set_max_pixels(args.max_pixels)
     handlers = {"check": _cmd_check, "convert": _cmd_convert, "stats": _cmd_stats, "split": _cmd_split}
     try:
         return handlers[args.command](args)

@@ -91,22 +91,30 @@ def resize_nearest(mask: np.ndarray, height: int, width: int, out: np.ndarray | 
 def read_mask_png(path: str, instance_value: int | None = None) -> np.ndarray:
     """bool [h, w] at the PNG's own resolution.
 
-    ``instance_value`` None: binary mask, value >= 128 is the object (mode "1": set pixels);
+    ``instance_value`` None: binary mask, value >= 128 is the object (mode "1": set pixels; mode
+    "P": any palette index but 0 and 255);
     otherwise the pixels whose palette index (mode "P"/"L") equals ``instance_value``.
     Raises OSError naming the file when it cannot be decoded.
     """
-    from PIL import Image
+    from dataset.pixels import ImageTooLarge, open_image
     try:
-        with Image.open(path) as im:
+        with open_image(path, "mask PNG %s" % path) as im:
             mode = im.mode
             if instance_value is not None:
                 arr = np.asarray(im if mode in ("P", "L", "I", "I;16") else im.convert("L"))
                 return arr == instance_value
             if mode == "1":
                 return np.asarray(im, dtype=bool)
+            if mode == "P":
+                # A palette mask's colours say nothing about "object": VOC's index 1 is dark red
+                # (grey 38). Object = any index but the background (0) and VOC's void (255).
+                arr = np.asarray(im)
+                return (arr != 0) & (arr != 255)
             if mode not in ("L", "I", "I;16", "I;16B", "F"):
-                im = im.convert("L")  # palette, RGB(A), LA: judge by grey level
+                im = im.convert("L")  # RGB(A), LA: judge by grey level
             return np.asarray(im) >= 128
+    except ImageTooLarge as e:
+        raise OSError(str(e)) from None
     except (OSError, ValueError, SyntaxError) as e:
         raise OSError("cannot decode mask PNG %s (%s); re-download it or remove the object"
                       % (path, e)) from e
@@ -139,6 +147,11 @@ def record_size(record: ImageRecord) -> tuple[int, int]:
         raise AnnotationError(record.annotation or record.path,
                               "image %s has no size in the annotation and %s cannot be read"
                               % (record.image_id, record.path))
+    from dataset.pixels import max_pixels
+    if h * w > max_pixels():  # [N, H, W] bool buffers of this size would exhaust memory
+        raise AnnotationError(record.annotation or record.path,
+                              "image %s: <size> %dx%d is over the limit of %s pixels; fix <size> or "
+                              "raise --max-pixels" % (record.image_id, w, h, format(max_pixels(), ",")))
     return h, w
 
 

@@ -18,13 +18,21 @@ import re
 import numpy as np
 
 from dataset._xml import atomic_write_bytes
-from dataset.check import error_problem
+from dataset.check import error_problem, validate_record
 from dataset.convert import record_to_masks
 from dataset.records import Polygon
 
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "object"
+
+
+def _file_stem(image_id: str) -> str:
+    """A file-name stem for ``image_id`` that no other id shares: the slug, plus a short hash of
+    the id when the slug changed it ("a.b" and "a_b" would both give "a_b")."""
+    import hashlib
+    slug = _slug(image_id)
+    return slug if slug == image_id else "%s-%s" % (slug, hashlib.sha1(image_id.encode()).hexdigest()[:8])
 
 
 def _png_bytes(mask: np.ndarray) -> bytes:
@@ -61,6 +69,10 @@ def convert_dir(in_dir: str, out_dir: str, format: str | None = None, coco: bool
     rows, coco_images, coco_anns, categories = [], [], [], {}
     n_inst = n_box = 0
     for rec in records_iter:
+        bad = [p for p in validate_record(rec, check_files=False) if p.severity == "error"]
+        if bad:  # e.g. inverted boxes (negative sizes), infinite coordinates, a huge <size>
+            problems += bad
+            continue
         try:
             masks, names, sources = record_to_masks(rec)
         except (OSError, AnnotationError) as e:
@@ -79,7 +91,7 @@ def convert_dir(in_dir: str, out_dir: str, format: str | None = None, coco: bool
                 categories.setdefault(name, None)
                 coco_anns.append(_coco_ann(len(coco_anns) + 1, image_index, name, m, obj, source))
             else:
-                png = "masks/%s_%03d_%s.png" % (_slug(rec.image_id), k, _slug(name))
+                png = "masks/%s_%03d_%s.png" % (_file_stem(rec.image_id), k, _slug(name))
                 atomic_write_bytes(os.path.join(out_dir, png), _png_bytes(m))
                 rows.append([rec.image_id, k, name, source, png, *obj.box, rel_image])
     if coco:
@@ -91,7 +103,8 @@ def convert_dir(in_dir: str, out_dir: str, format: str | None = None, coco: bool
                "images": coco_images, "annotations": coco_anns,
                "categories": [{"id": cat_ids[n], "name": n, "supercategory": ""} for n in names]}
         output = os.path.join(out_dir, "annotations.json")
-        atomic_write_bytes(output, json.dumps(doc).encode("utf-8"))
+        # allow_nan=False: Infinity/NaN are not JSON; validation above keeps them out.
+        atomic_write_bytes(output, json.dumps(doc, allow_nan=False).encode("utf-8"))
     else:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")

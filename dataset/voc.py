@@ -160,11 +160,13 @@ def find_image(filename: str, root: str, dirs: list[str], xml_path: str) -> str:
 
 
 def image_size(path: str) -> tuple[int, int]:
-    """(width, height) from the image header, or (0, 0) when the file cannot be opened."""
+    """(width, height) as displayed (EXIF orientation applied, see dataset.pixels) from the
+    image header, or (0, 0) when the file cannot be opened or is over the pixel limit."""
+    from dataset.pixels import displayed_size, open_image
     try:
-        from PIL import Image
-        with Image.open(path) as im:
-            return int(im.width), int(im.height)
+        with open_image(path) as im:
+            w, h = displayed_size(im)
+            return int(w), int(h)
     except (OSError, ValueError):
         return 0, 0
 
@@ -265,6 +267,9 @@ def voc_from_element(root_el, xml_path: str, split_dir: str | None = None,
         mask_text = text(o, "mask")
         if mask_text is not None:
             value = o.find("mask").get("value")
+            if value is not None and not (value.strip().isdigit() and int(value) <= 255):
+                raise AnnotationError(xml_path, "%s: <mask value=%r> must be a palette index 0-255; "
+                                      "fix it or drop the attribute for a binary mask" % (what, value))
             mask = MaskPNG(path=resolve_inside(root, mask_text, xml_path, "mask", base=base),
                            instance_value=int(value) if value is not None else None)
         elif o.find("polygon") is not None:

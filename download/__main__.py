@@ -31,6 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=5, help="retries of transient HTTP failures (default 5)")
     p.add_argument("--zip-mode", choices=("auto", "full", "search"), default="auto",
                    help="how zip directories are read: search when cheaper (auto), always whole (full)")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="skip images and masks over N pixels (decompression-bomb guard; default "
+                        "178956970 or $MRCNN_MAX_PIXELS)")
+    p.add_argument("--min-rate", type=float, default=1024.0, metavar="BYTES_PER_S",
+                   help="abandon and retry a file arriving slower than this after --timeout seconds "
+                        "(default 1024)")
+    p.add_argument("--refresh", action="store_true",
+                   help="fetch the class lists and annotation CSVs again instead of using {out}/.cache")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     return p
 
@@ -38,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if args.max_pixels is not None:
+        from dataset.pixels import set_max_pixels
+        set_max_pixels(args.max_pixels)
     from download.classes import ClassResolutionError
     from download.core import download_class
     from download.net import FetchError
@@ -47,13 +58,14 @@ def main(argv=None) -> int:
             m = download_class(name, out=args.out, splits=args.splits, limit=args.limit, seed=args.seed,
                                base_url=args.base_url, images_url=args.images_url, workers=args.workers,
                                progress=not args.quiet, timeout=args.timeout, retries=args.retries,
-                               zip_mode=args.zip_mode)
+                               zip_mode=args.zip_mode, refresh=args.refresh, min_rate=args.min_rate)
         except (ClassResolutionError, ValueError) as e:
             print("error: %s" % e, file=sys.stderr)
             status = 2
             continue
         except FetchError as e:
-            print("error: %s\n(rerun the same command to resume)" % e, file=sys.stderr)
+            print("error: %s%s" % (e, "\n(rerun the same command to resume)" if e.resumable else ""),
+                  file=sys.stderr)
             status = 1
             continue
         if m["totals"]["failed"]:

@@ -5,6 +5,8 @@ Python touches only the matching lines, and kept rows go straight to a temp file
 chunk plus one partial line, whatever the CSV's size (train is ~807 MB).
 
 A body is trusted only if its length equals Content-Length (when sent) and it ends with a newline.
+Rows are matched on the bare MID, so fully quoted CSVs work; malformed rows of the class are kept
+for ``split.group_rows`` to skip and report.
 A body cut short is resumed with a Range request from the last byte received (the filter state is
 exact at any byte boundary), or restarted from zero when the server ignores Range. The filtered
 rows are cached at ``{out}/.cache/annotations/{split}-{mid}.csv`` (atomic: temp file + rename).
@@ -15,7 +17,7 @@ import csv
 import io
 import os
 
-from download.fsutil import atomic_open
+from download.fsutil import atomic_open, url_key
 
 HEADER = ["MaskPath", "ImageID", "LabelName", "BoxID", "BoxXMin", "BoxXMax", "BoxYMin", "BoxYMax",
           "PredictedIoU", "Clicks"]
@@ -39,7 +41,9 @@ class RowFilter:
 
     def __init__(self, mid: str, out, url: str = "csv"):
         self.mid = mid
-        self.needle = ("," + mid + ",").encode("utf-8")
+        # The bare MID, not ",MID,": a fully quoted CSV (valid) writes ,"/m/01yrx", instead.
+        # Mask names hold the MID without its slashes, so they never match.
+        self.needle = mid.encode("utf-8")
         self.out = out
         self.url = url
         self.tail = b""
@@ -48,7 +52,7 @@ class RowFilter:
         self.lines_bytes = 0
 
     def _check_header(self, line: bytes) -> None:
-        cols = line.decode("utf-8-sig").strip().split(",")
+        cols = next(csv.reader([line.decode("utf-8-sig").strip()]), [])
         if cols != HEADER:
             raise CsvFormatError("%s: header is %r, expected %s; is this a segmentation CSV?"
                                  % (self.url, line[:200], ",".join(HEADER)))
@@ -80,11 +84,10 @@ class RowFilter:
 
     def _keep(self, line: bytes) -> None:
         line = line.rstrip(b"\r")
-        row = next(csv.reader(io.StringIO(line.decode("utf-8"))))
-        if len(row) != len(HEADER):
-            raise CsvFormatError("%s: row has %d columns, expected %d: %r"
-                                 % (self.url, len(row), len(HEADER), line[:200]))
-        if row[2] == self.mid:   # the needle could in principle match another column
+        row = next(csv.reader(io.StringIO(line.decode("utf-8", "replace"))), [])
+        # A malformed row that names the class is kept as it is: group_rows skips, counts and
+        # reports it, so one bad row never costs the whole class.
+        if len(row) != len(HEADER) or row[2] == self.mid:
             self.out.write(line + b"\n")
             self.kept += 1
 
@@ -109,6 +112,7 @@ def stream_filter(net, url: str, mid: str, out, progress: bool = False, desc: st
     total = None
     etag = None
     failures = 0
+    midline = 0   # reads that were complete by length yet ended mid-line
     pbar = bar(progress, desc=desc, unit="B", unit_scale=True, unit_divisor=1024)
 
     def restart():
@@ -150,6 +154,7 @@ def stream_filter(net, url: str, mid: str, out, progress: bool = False, desc: st
                     filt.finish()
                 except Truncated:
                     received = 0   # complete by length yet cut mid-line: nothing to resume, start over
+                    midline += 1
                     raise
                 return filt.kept
             except FetchError as e:
@@ -161,6 +166,13 @@ def stream_filter(net, url: str, mid: str, out, progress: bool = False, desc: st
             except net.transient as e:
                 err = e
             failures += 1
+            if failures > net.retries and midline == failures:
+                e = FetchError(url, "the file on the server ends mid-line in all %d complete reads (its "
+                               "length matches what the server announces, but the last line has no "
+                               "newline): it is cut short at the source, so rerunning will not help. "
+                               "Use another mirror (--base-url) or repair the file there" % failures)
+                e.resumable = False
+                raise e
             if failures > net.retries:
                 raise FetchError(url, "CSV could not be read completely after %d attempts (%d bytes "
                                  "received; last error: %s)" % (failures, received, err))
@@ -169,8 +181,10 @@ def stream_filter(net, url: str, mid: str, out, progress: bool = False, desc: st
         pbar.close()
 
 
-def cache_path(cache_dir: str, split: str, mid: str) -> str:
-    return os.path.join(cache_dir, "annotations", "%s-%s.csv" % (split, mid.strip("/").replace("/", "_")))
+def cache_path(cache_dir: str, split: str, mid: str, base_url: str = "") -> str:
+    """The filtered rows' cache, keyed by the CSV's URL (two mirrors never share a copy)."""
+    return os.path.join(cache_dir, "annotations", "%s-%s-%s.csv" % (
+        split, mid.strip("/").replace("/", "_"), url_key(base_url + csv_rel(split))))
 
 
 def read_rows(path: str) -> list[dict]:
@@ -179,10 +193,12 @@ def read_rows(path: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def class_rows(net, base_url: str, split: str, mid: str, cache_dir: str, progress: bool = False) -> list[dict]:
-    """The rows of ``mid`` in ``split``'s segmentation CSV, from the cache or streamed and cached."""
-    path = cache_path(cache_dir, split, mid)
-    if os.path.isfile(path):
+def class_rows(net, base_url: str, split: str, mid: str, cache_dir: str, progress: bool = False,
+               refresh: bool = False) -> list[dict]:
+    """The rows of ``mid`` in ``split``'s segmentation CSV, from the cache or streamed and cached
+    (``refresh``: streamed again)."""
+    path = cache_path(cache_dir, split, mid, base_url)
+    if os.path.isfile(path) and not refresh:
         net.stats.event("csv_cached")
         return read_rows(path)
     url = base_url + csv_rel(split)

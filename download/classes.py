@@ -10,16 +10,17 @@ import csv
 import difflib
 import io
 import os
+import re
 from dataclasses import dataclass
 
-from download.fsutil import atomic_write_bytes
+from download.fsutil import atomic_write_bytes, url_key
 
 DESCRIPTIONS = "v5/class-descriptions-boxable.csv"
 SEGMENTATION = "v5/classes-segmentation.txt"
 
 
 class ClassResolutionError(ValueError):
-    """The requested class is unknown, ambiguous or has no masks."""
+    """The requested class is unknown, ambiguous or has no masks (or a class list is not one)."""
 
 
 @dataclass(frozen=True)
@@ -30,17 +31,48 @@ class ClassInfo:
     has_masks: bool
 
 
-def cached_text(net, base_url: str, rel: str, cache_dir: str) -> str:
-    """Text of ``base_url + rel``, from ``cache_dir`` if a complete copy is there.
+_MID = re.compile(r"^/[mg]/[0-9a-z_]+$")
 
-    A copy without a final newline is a cut body: it is refetched and never trusted.
+
+class ClassListError(ValueError):
+    """A class list whose content is not one (an HTML error page served with status 200...)."""
+
+
+def cache_file(cache_dir: str, base_url: str, rel: str) -> str:
+    """Where ``base_url + rel`` is cached: keyed by the URL, so mirrors never share a copy."""
+    return os.path.join(cache_dir, "%s_%s" % (url_key(base_url + rel), rel.replace("/", "_")))
+
+
+def validate_class_list(rel: str, text: str, where: str) -> None:
+    """Raise ClassListError unless ``text`` looks like the class list ``rel`` (rows of MIDs)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if rel == SEGMENTATION:
+        bad = next((ln for ln in lines if not _MID.match(ln.strip())), None)
+    else:
+        rows = list(csv.reader(lines))
+        bad = next((",".join(r) for r in rows if len(r) < 2 or not _MID.match(r[0].strip())), None)
+    if bad is not None or not lines:
+        raise ClassListError("%s is not an Open Images class list: %s %r (an error page served as a "
+                             "file?)" % (where, "line" if lines else "it is empty", (bad or "")[:80]))
+
+
+def cached_text(net, base_url: str, rel: str, cache_dir: str, refresh: bool = False) -> str:
+    """Text of ``base_url + rel``, from ``cache_dir`` if a complete, valid copy of that URL is there.
+
+    A copy without a final newline is a cut body, and one that is not a class list (e.g. an HTML
+    page) is poisoned: both are refetched, never trusted. A fetched body is validated before it
+    is cached. ``refresh`` ignores the cached copy.
     """
-    path = os.path.join(cache_dir, rel.replace("/", "_"))
-    if os.path.isfile(path):
+    path = cache_file(cache_dir, base_url, rel)
+    if os.path.isfile(path) and not refresh:
         with open(path, "rb") as f:
             data = f.read()
-        if data.endswith(b"\n"):
-            return data.decode("utf-8")
+        try:
+            if data.endswith(b"\n"):
+                validate_class_list(rel, data.decode("utf-8"), path)
+                return data.decode("utf-8")
+        except (ClassListError, UnicodeDecodeError):
+            pass  # refetched below; the good copy replaces it
     from download.net import FetchError, Truncated
     url = base_url + rel
     data = None
@@ -55,6 +87,10 @@ def cached_text(net, base_url: str, rel: str, cache_dir: str) -> str:
                          % (net.retries + 1)) from Truncated(url)
     if not data.strip():
         raise FetchError(url, "empty file")
+    try:
+        validate_class_list(rel, data.decode("utf-8"), url)
+    except UnicodeDecodeError:
+        raise ClassListError("%s is not an Open Images class list (not UTF-8 text)" % url) from None
     atomic_write_bytes(path, data)
     return data.decode("utf-8")
 
@@ -109,8 +145,17 @@ def resolve(query: str, descriptions: list[tuple[str, str]], with_masks: set[str
     return ClassInfo(mid=mid, name=name, has_masks=True)
 
 
-def load_and_resolve(net, base_url: str, query: str, cache_dir: str) -> ClassInfo:
-    """Fetch (or read cached) class lists from ``base_url`` and resolve ``query``."""
-    desc = parse_descriptions(cached_text(net, base_url, DESCRIPTIONS, cache_dir))
-    seg = parse_segmentation(cached_text(net, base_url, SEGMENTATION, cache_dir))
-    return resolve(query, desc, seg)
+def load_and_resolve(net, base_url: str, query: str, cache_dir: str, refresh: bool = False) -> ClassInfo:
+    """Fetch (or read cached) class lists from ``base_url`` and resolve ``query``. An unknown
+    class names the cached lists and the ``--refresh`` that re-reads them."""
+    try:
+        desc = parse_descriptions(cached_text(net, base_url, DESCRIPTIONS, cache_dir, refresh))
+        seg = parse_segmentation(cached_text(net, base_url, SEGMENTATION, cache_dir, refresh))
+    except ClassListError as e:
+        raise ClassResolutionError(str(e)) from None
+    try:
+        return resolve(query, desc, seg)
+    except ClassResolutionError as e:
+        raise ClassResolutionError("%s (class lists cached in %s and %s; if they are stale, rerun "
+                                   "with --refresh)" % (e, cache_file(cache_dir, base_url, DESCRIPTIONS),
+                                                        cache_file(cache_dir, base_url, SEGMENTATION))) from None

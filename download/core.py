@@ -48,7 +48,8 @@ def normalize_splits(splits) -> tuple[str, ...]:
 def download_class(class_name: str, out: str = "data", splits=SPLITS, limit: int | None = None,
                    seed: int = 0, base_url: str | None = None, images_url: str | None = None,
                    workers: int = 16, progress: bool = True, *, timeout: float = 30.0, retries: int = 5,
-                   backoff: float = 0.5, zip_mode: str = "auto") -> dict:
+                   backoff: float = 0.5, zip_mode: str = "auto", refresh: bool = False,
+                   min_rate: float = 1024.0) -> dict:
     """Download ``class_name`` (display name in any case, or MID) with its masks; return the manifest.
 
     Writes ``{out}/{class_dir}/{split}/{images,masks,annotations}/`` and ``{out}/{class_dir}/manifest.json``
@@ -56,6 +57,9 @@ def download_class(class_name: str, out: str = "data", splits=SPLITS, limit: int
     chosen image's masks). Rerunning skips complete images and fetches only what is missing.
     ``timeout`` (s, per connect/read), ``retries`` and ``backoff`` (s, doubled per retry) tune HTTP;
     ``zip_mode`` is "auto", "full" (always read whole zip directories) or "search".
+    ``refresh`` re-reads the cached class lists and filtered CSV rows from the server.
+    ``min_rate`` (bytes/s): a body slower than that on average after ``timeout`` seconds is
+    abandoned and retried (a trickling server cannot hang the run).
     Raises ClassResolutionError for an unknown class or one without masks; FetchError when a CSV
     cannot be fetched. Per-image problems are reported in the manifest, not raised.
     """
@@ -71,13 +75,13 @@ def download_class(class_name: str, out: str = "data", splits=SPLITS, limit: int
         raise ValueError("limit must be >= 0, got %r" % (limit,))
     out = os.path.abspath(out)
     cache = os.path.join(out, ".cache")
-    net = Net(workers=workers, timeout=timeout, retries=retries, backoff=backoff)
+    net = Net(workers=workers, timeout=timeout, retries=retries, backoff=backoff, min_rate=min_rate)
     try:
-        info = load_and_resolve(net, base, class_name, cache)
+        info = load_and_resolve(net, base, class_name, cache, refresh=refresh)
         cdir = os.path.join(out, class_dir_name(info.name))
         reports, run = {}, {"fetched": {}, "skipped": {}, "failures": {}, "zip_strategy": {}}
         for split in splits:
-            rows = class_rows(net, base, split, info.mid, cache, progress=progress)
+            rows = class_rows(net, base, split, info.mid, cache, progress=progress, refresh=refresh)
             by_image, rejected = group_rows(rows, split)
             selected = select_images(by_image, limit, seed, split, info.mid)
             job = SplitJob(net, info, split, os.path.join(cdir, split), cache, base, imgs, workers, progress,
@@ -130,6 +134,9 @@ def summary(m: dict) -> str:
         lines.append("  %-10s %5d images (%d fetched, %d skipped), %d masks (%d fetched), %d failed, "
                      "%d missing masks" % (s, r["images"], f["images"], run["skipped"][s], r["masks"],
                                            f["masks"], len(r["failed"]), len(r["missing_masks"])))
+        if r.get("duplicate_rows") or r.get("malformed_rows"):
+            lines.append("  %-10s CSV rows skipped: %d duplicate, %d malformed (listed under "
+                         "\"rejected\" in the manifest)" % ("", r["duplicate_rows"], r["malformed_rows"]))
     lines.append("  fetched %.2f MB in %d requests, %.1f s" % (run["bytes_fetched"] / 1e6,
                                                                 sum(run["requests"].values()), run["seconds"]))
     return "\n".join(lines)

@@ -18,23 +18,29 @@ class CorruptImage(ValueError):
 def decode_check(data: bytes, what: str) -> tuple[int, int]:
     """(width, height) if ``data`` is an image PIL can verify and fully load, else CorruptImage."""
     from PIL import Image, UnidentifiedImageError
+
+    from dataset.pixels import ImageTooLarge, displayed_size, open_image
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with open_image(io.BytesIO(data), what) as im:
             im.verify()
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             if im.width < 1 or im.height < 1:
                 raise CorruptImage("%s: empty image" % what)
-            return int(im.width), int(im.height)
+            w, h = displayed_size(im)  # boxes are scaled to the image as displayed
+            return int(w), int(h)
+    except ImageTooLarge as e:
+        raise CorruptImage(str(e)) from None
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise CorruptImage("%s does not decode (%s)" % (what, e)) from None
 
 
 def image_size(path: str) -> tuple[int, int]:
-    """(width, height) from a local image's header."""
-    from PIL import Image
-    with Image.open(path) as im:
-        return int(im.width), int(im.height)
+    """(width, height) as displayed (EXIF orientation applied) from a local image's header."""
+    from dataset.pixels import displayed_size, open_image
+    with open_image(path) as im:
+        w, h = displayed_size(im)
+        return int(w), int(h)
 
 
 def fetch_image(net, url: str, dest: str, decode_retries: int = 1) -> tuple[int, int]:
@@ -51,7 +57,7 @@ def fetch_image(net, url: str, dest: str, decode_retries: int = 1) -> tuple[int,
             err = e
             net.stats.event("image_decode_failed")
             continue
-        atomic_write_bytes(dest, data)
+        atomic_write_bytes(dest, data, durable=False)
         return size
     raise err
 

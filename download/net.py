@@ -2,11 +2,14 @@
 
 One ``Net`` holds one pooled ``requests.Session`` (pool size = worker count) and a ``Stats``.
 Transient failures (5xx, 429, connection errors, timeouts, bodies cut short) are retried with
-exponential backoff; 4xx other than 429 fail at once. Every request asks for
+exponential backoff; 4xx other than 429 fail at once. ``timeout`` bounds each socket read; a
+body must also keep a minimum average rate (``min_rate`` bytes/s after ``rate_grace`` seconds),
+so a server trickling 1 byte per second cannot hold a download for ever. Every request asks for
 ``Accept-Encoding: identity`` so Content-Length is the byte count of the body we receive.
 """
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter
@@ -14,6 +17,8 @@ from collections import Counter
 
 class FetchError(RuntimeError):
     """A URL could not be fetched (after retries when the failure looked transient)."""
+
+    resumable = True   # False: the same command cannot succeed later (the source itself is bad)
 
     def __init__(self, url: str, message: str, status: int | None = None):
         self.url = url
@@ -23,6 +28,10 @@ class FetchError(RuntimeError):
 
 class Truncated(IOError):
     """A body shorter than announced (Content-Length / Content-Range) or cut mid-line."""
+
+
+class TooSlow(Truncated):
+    """A body arriving slower than the minimum rate (a stalled or trickling server): retried."""
 
 
 class RangeIgnored(RuntimeError):
@@ -66,16 +75,20 @@ def _transient_status(code: int) -> bool:
 
 
 class Net:
-    """Pooled session + retry policy. ``timeout`` is seconds for connect and for each socket read."""
+    """Pooled session + retry policy. ``timeout`` is seconds for connect and for each socket read;
+    a body slower than ``min_rate`` bytes/s on average once ``rate_grace`` seconds (default
+    ``timeout``) have passed is abandoned as TooSlow and retried."""
 
     def __init__(self, workers: int = 16, timeout: float = 30.0, retries: int = 5, backoff: float = 0.5,
-                 stats: Stats | None = None):
+                 stats: Stats | None = None, min_rate: float = 1024.0, rate_grace: float | None = None):
         import requests
         from requests.adapters import HTTPAdapter
         self.requests = requests
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.min_rate = float(min_rate)
+        self.rate_grace = float(timeout if rate_grace is None else rate_grace)
         self.stats = stats or Stats()
         self.session = requests.Session()
         # shards x per-shard threads can exceed `workers`: keep them all pooled (no discard warnings)
@@ -123,23 +136,64 @@ class Net:
                 self.sleep_before_retry(attempt)
         raise FetchError(url, "failed after %d attempts (last error: %s)" % (self.retries + 1, last))
 
+    def _deadline(self, resp, length: int | None):
+        """(timer, fired flag) shutting the response's socket once a body of ``length`` bytes is
+        overdue at ``min_rate``: a socket read blocks until its buffer fills, so a trickle of one
+        byte per second never trips the per-read timeout nor returns to a rate check in the loop."""
+        fired = threading.Event()
+        sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
+        if not length or self.min_rate <= 0 or sock is None:
+            return None, fired
+
+        def fire():
+            fired.set()
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        timer = threading.Timer(self.rate_grace + length / self.min_rate, fire)
+        timer.daemon = True
+        timer.start()
+        return timer, fired
+
     def read_body(self, resp, category: str, expected: int | None, sink=None) -> bytes | int:
         """Read a streaming body, counting bytes; check it is exactly ``expected`` long when given.
 
         With ``sink`` (a callable taking chunks) returns the byte count instead of the bytes.
+        Raises TooSlow (transient) when the body comes slower than ``min_rate``.
         """
         parts = []
         n = 0
+        t0 = time.monotonic()
+        cl = resp.headers.get("Content-Length")
+        timer, fired = self._deadline(resp, expected if expected is not None else
+                                      int(cl) if cl and cl.isdigit() else None)
+
+        def too_slow():
+            self.stats.event("too_slow")
+            return TooSlow("%s: %d bytes in %.1f s, under the minimum rate of %g bytes/s (--min-rate)"
+                           % (resp.url, n, time.monotonic() - t0, self.min_rate))
         try:
             for chunk in resp.iter_content(chunk_size=1 << 16):
                 n += len(chunk)
+                late = time.monotonic() - t0 - self.rate_grace
+                if late > 0 and self.min_rate > 0 and n < self.min_rate * late:
+                    raise too_slow()
                 self.stats.add_bytes(category, len(chunk))
                 if sink is None:
                     parts.append(chunk)
                 else:
                     sink(chunk)
+        except Exception:
+            if fired.is_set():
+                raise too_slow() from None
+            raise
         finally:
+            if timer is not None:
+                timer.cancel()
             resp.close()
+        if fired.is_set():
+            raise too_slow()
         if expected is not None and n != expected:
             raise Truncated("%s: body is %d bytes, expected %d" % (resp.url, n, expected))
         return b"".join(parts) if sink is None else n

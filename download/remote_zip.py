@@ -273,7 +273,7 @@ class ShardReader:
             for pieces in pool.map(fetch, runs):
                 for k, buf in pieces:
                     self._pages[k] = self._parse_page(k, buf)
-                    atomic_write_bytes(os.path.join(self.dir, "pages", "%d.bin" % k), buf)
+                    atomic_write_bytes(os.path.join(self.dir, "pages", "%d.bin" % k), buf, durable=False)
 
     def _parse_page(self, k: int, buf: bytes) -> _Page:
         base = k * PAGE

@@ -33,9 +33,25 @@ def select_images(image_ids, limit: int | None, seed: int, split: str, mid: str)
 
 
 def group_rows(rows, split: str):
-    """({image_id: [row]}, [rejected]) validating ImageIDs and mask names from the CSV."""
-    by_image, rejected = {}, []
+    """({image_id: [row]}, [rejected]) validating ImageIDs and mask names from the CSV.
+
+    Malformed rows (wrong column count) and repeats of an (ImageID, LabelName, BoxID) already seen
+    are skipped and listed in ``rejected`` with the reason, never turned into objects."""
+    by_image, rejected, seen = {}, [], set()
     for r in rows:
+        if None in r or None in r.values():  # csv.DictReader: too many / too few columns
+            n = len(r) - (None in r) + len(r.get(None) or []) - sum(v is None for v in r.values())
+            rejected.append({"image_id": r.get("ImageID") or "", "mask": r.get("MaskPath") or "",
+                             "reason": "malformed row in %s CSV: %d columns, expected 10; skipped"
+                                       % (split, n)})
+            continue
+        key = (r["ImageID"], r["LabelName"], r["BoxID"])
+        if key in seen:
+            rejected.append({"image_id": r["ImageID"], "mask": r.get("MaskPath", ""),
+                             "reason": "duplicate row in %s CSV (same ImageID, LabelName, BoxID); "
+                                       "dropped" % split})
+            continue
+        seen.add(key)
         iid = r.get("ImageID", "")
         try:
             safe_id(iid, "ImageID")
@@ -66,20 +82,24 @@ def mask_name_ok(row) -> bool:
 
 def binary_png(data: bytes) -> bytes | None:
     """The mask re-encoded as a 1-bit PNG (object where value > 127), or None if it is not a PNG.
+    Raises dataset.pixels.ImageTooLarge for a mask over the pixel limit (a decompression bomb).
 
     Open Images masks are binary; 1-bit PNGs decode about 3x faster than 8-bit ones, which keeps
     ``load_mask`` of a 10-instance 1024 px image under 20 ms. Same size, same pixels after threshold.
     """
     import io
-    from PIL import Image
+
+    from dataset.pixels import ImageTooLarge, open_image
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with open_image(io.BytesIO(data), "mask") as im:
             if im.format != "PNG":
                 return None
             im.load()
             if im.mode == "1":
                 return bytes(data)
             grey = im.convert("L")
+    except ImageTooLarge:
+        raise  # not a broken file: reported with its pixel count
     except (OSError, SyntaxError, ValueError):
         return None
     out = io.BytesIO()
@@ -150,19 +170,27 @@ class SplitJob:
                 return shard, None, {n: "shard %s unavailable: %s" % (shard, e) for n in names}
             self.shard_strategy[shard] = reader.strategy
             written, errors = 0, {}
-            for name in names:
-                val = results.get(name)
-                png = binary_png(bytes(val)) if isinstance(val, (bytes, bytearray)) else None
-                if png is not None:
-                    atomic_write_bytes(os.path.join(self.mask_dir, name), png)
-                    written += 1
-                elif isinstance(val, (bytes, bytearray)):
-                    errors[name] = "mask is not a decodable PNG"
-                elif isinstance(val, KeyError):
-                    errors[name] = "mask missing from shard %s" % shard
-                else:
-                    errors[name] = "mask unreadable: %s" % val
-                pbar.update(1)
+            for attempt in range(2):  # a member that fails its CRC or PNG decode is read once more
+                retry = []
+                for name in names:
+                    png, why = self._store_mask(name, results.get(name), shard)
+                    written += png
+                    if why is None:
+                        errors.pop(name, None)
+                    else:
+                        errors[name] = why
+                        if not isinstance(results.get(name), KeyError) and "pixels" not in why:
+                            retry.append(name)
+                if not retry or attempt:
+                    break
+                self.net.stats.event("mask_refetched")
+                try:  # a fresh reader: the first one may hold the bad bytes in memory
+                    reader = ShardReader(self.net, self.shard_url(shard), self.cache_dir, workers=inner,
+                                         mode=self.zip_mode)
+                    results, names = reader.read(retry), retry
+                except Exception:  # the shard went away: keep the first errors
+                    break
+            pbar.update(len(per_shard[shard]))
             return shard, written, errors
 
         with ThreadPoolExecutor(outer) as pool:
@@ -179,6 +207,32 @@ class SplitJob:
             if not why.startswith("shard "):   # whole-shard failures were logged once above
                 log.warning("%s mask %s: %s", self.split, n, why)
 
+    def _store_mask(self, name: str, val, shard: str):
+        """(1, None) when the member ``val`` (bytes or an exception) was written as a 1-bit PNG,
+        else (0, reason)."""
+        from dataset.pixels import ImageTooLarge
+        if isinstance(val, (bytes, bytearray)):
+            try:
+                png = binary_png(bytes(val))
+            except ImageTooLarge as e:
+                return 0, str(e)
+            if png is None:
+                return 0, "mask is not a decodable PNG"
+            atomic_write_bytes(os.path.join(self.mask_dir, name), png, durable=False)
+            return 1, None
+        if isinstance(val, KeyError):
+            return 0, "mask missing from shard %s" % shard
+        return 0, "mask unreadable: %s" % val
+
+    def blocking_mask_error(self, rows: list[dict]) -> str | None:
+        """Why an image may not be marked complete: one of its masks was found but could not be
+        stored (CRC, decode, pixel limit). A mask absent from its shard does not block."""
+        for r in rows:
+            why = self.mask_errors.get(r.get("MaskPath"))
+            if why and not why.startswith(("mask missing", "shard ")):
+                return "mask %s: %s; image not marked complete (a rerun retries it)" % (r["MaskPath"], why)
+        return None
+
     # ---- images + XML --------------------------------------------------------------------------
     def fetch_images_and_write(self, by_image: dict, pending: list[str]) -> None:
         from download.images import CorruptImage, fetch_image, have_image
@@ -190,6 +244,9 @@ class SplitJob:
         def one(iid):
             if iid[0].lower() in failed_shards:
                 return iid, "masks not available (shard %s could not be read); rerun to retry" % iid[0].lower(), 0
+            blocked = self.blocking_mask_error(by_image[iid])
+            if blocked:
+                return iid, blocked, 0
             dest = os.path.join(self.img_dir, iid + ".jpg")
             size = have_image(dest)
             fetched = 0
@@ -263,4 +320,6 @@ class SplitJob:
         return {"available_images": len(by_image), "selected": len(selected), "images": len(done),
                 "objects": n_obj, "masks": n_masks, "failed": failed, "missing_masks": missing,
                 "rejected": sorted(rejected + unsafe, key=lambda d: (d["image_id"], d["mask"])),
+                "duplicate_rows": sum(r["reason"].startswith("duplicate row") for r in rejected),
+                "malformed_rows": sum(r["reason"].startswith("malformed row") for r in rejected),
                 "bytes": nbytes}

@@ -22,12 +22,12 @@ import io
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
 
 from mrcnn import metrics
-from mrcnn.rle import encode_masks
+from download.fsutil import atomic_open
+from mrcnn.rle import encode_masks, mask_areas
 
 IOU_TYPES = ("segm", "bbox")
 _SUMMARY = [  # key, ap(1)/ar(0), iou threshold, area label, max dets (None = largest)
@@ -61,20 +61,8 @@ def _backend_modules(backend):
 
 def _atomic_write(path, write, mode="w"):
     """Write via ``write(fileobj)`` into a temp file beside ``path``, then os.replace."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(os.fspath(path), mode) as f:
+        write(f)
 
 
 def format_table(metrics_dict):
@@ -189,8 +177,7 @@ class COCOEvaluator:
         img = len(self._images) + 1
         self.image_id_map[image_id] = img
         self._images.append((int(h), int(w), str(image_id)))
-        g_area = self._mask.area(g_rle).tolist() if gc else []
-        p_area = self._mask.area(p_rle).tolist() if pc else []
+        g_area, p_area = mask_areas(g_rle, self._mask), mask_areas(p_rle, self._mask)
         self._gt.extend((img, c, x1, y1, x2 - x1, y2 - y1, a, r["counts"])
                         for c, (y1, x1, y2, x2), a, r in zip(gc, gb, g_area, g_rle))
         self._dt.extend((img, c, s, x1, y1, x2 - x1, y2 - y1, a, r["counts"])

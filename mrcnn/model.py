@@ -43,7 +43,7 @@ LAYER_REGEX = {
     "all": ".*",
 }
 _CHECKPOINT_RE = re.compile(
-    r".*[/\\]([\w-]+?)(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5$")
+    r".*[/\\]([\w-]+?)(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(?P<suffix>-\d+)?[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5$")
 
 
 class MaskRCNN:
@@ -119,14 +119,15 @@ class MaskRCNN:
     def set_log_dir(self, model_path=None):
         """Set ``log_dir``, ``checkpoint_path`` and ``epoch``; a checkpoint path resumes its run and epoch."""
         self.epoch = 0
-        now = datetime.datetime.now()
+        now, suffix = datetime.datetime.now(), ""
         name = self._name()
         if model_path:
             m = _CHECKPOINT_RE.match(str(model_path).replace("\\", "/"))
             if m:
                 now = datetime.datetime(*(int(m.group(i)) for i in range(2, 7)))
-                self.epoch = int(m.group(7))
-        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
+                self.epoch = int(m.group(8))
+                suffix = m.group("suffix") or ""  # runs.claim_run_dir's "-2" for a taken minute
+        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}{suffix}")
         self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
 
     def _name(self):
@@ -234,6 +235,10 @@ class MaskRCNN:
         """
         if self.mode != "inference":
             raise ValueError("Create the model with mode='inference' to call detect().")
+        for k, image in enumerate(images):  # an empty image would divide by zero when resized
+            if np.ndim(image) < 2 or min(np.shape(image)[:2]) < 1:
+                raise ValueError(f"detect(): image {k} has shape {np.shape(image)}; every image needs "
+                                 "at least 1x1 pixels (H, W[, C]). Skip empty images before detect().")
         results = []
         step = max(int(self.config.BATCH_SIZE), 1)
         if verbose:

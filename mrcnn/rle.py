@@ -39,6 +39,19 @@ def encode_masks(masks, mask_module=None):
         [{"size": [h, w], "counts": runs[cut[k]:cut[k + 1]]} for k in range(n)], h, w)
 
 
+def mask_areas(rles, mask_module):
+    """Pixel count of each RLE, as a list of ints.
+
+    pycocotools' ``area`` allocates its output as ``np.array((n,), dtype=np.uint8)``, which with
+    NumPy 2 raises OverflowError for 256 or more masks; calling it on chunks of at most 255 gives
+    the same numbers whatever the count.
+    """
+    out = []
+    for i in range(0, len(rles), 255):
+        out += [int(a) for a in np.asarray(mask_module.area(rles[i:i + 255])).reshape(-1)]
+    return out
+
+
 def _row_changes(m):
     """Flat C-order indices into [H-1, W, N] where row y+1 differs from row y (bool m)."""
     h, w, n = m.shape

@@ -1,4 +1,4 @@
-"""Run folders: ``logs/{name}{YYYYmmddTHHMM}/`` and what train.py / evaluate.py keep there.
+"""Run folders: ``logs/{name}{YYYYmmddTHHMM}/`` (``-2``, ``-3``... when that minute's is taken) and what train.py / evaluate.py keep there.
 
     config.toml          resolved config + [run] table (git commit, package versions)
     state.json           CLI state: args, classes, schedule, completed epoch, best epoch/metric
@@ -16,44 +16,64 @@ import io
 import json
 import os
 import shutil
-import tempfile
+
+from download.fsutil import atomic_open, atomic_path
 
 STATE = "state.json"
 RESULTS_CSV = "results.csv"
 RESULTS_PNG = "results.png"
 
 
+def claim_run_dir(path):
+    """Create the run folder ``path``, or ``path-2``, ``path-3``... when another run already holds
+    it; return the folder created. ``os.mkdir`` is atomic, so two runs started in the same minute
+    never share a folder (and never overwrite each other's checkpoints or state.json)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    k = 1
+    while True:
+        candidate = path if k == 1 else f"{path}-{k}"
+        try:
+            os.mkdir(candidate)
+            return candidate
+        except FileExistsError:
+            k += 1
+
+
 def atomic_write_text(path, text):
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path, "w") as f:
+        f.write(text)
 
 
 def atomic_copy(src, dst):
-    d = os.path.dirname(os.path.abspath(dst))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(dst), suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Copy ``src`` to ``dst`` atomically; DiskFullError (folder, bytes) if it cannot fit."""
+    with open(src, "rb") as fin, atomic_open(dst, "wb", need=os.path.getsize(src)) as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+# state.json keys train.py --resume needs, with their JSON types.
+_STATE_TYPES = {"classes": list, "data": str, "seed": int, "epochs": int, "schedule": list,
+                "completed_epoch": int}
 
 
 def read_state(run_dir):
+    """A run's state.json, checked; ValueError naming the file and the fix when it is damaged."""
     path = os.path.join(run_dir, STATE)
-    with open(path, encoding="utf8") as f:
-        return json.load(f)
+    fix = (f"Restore it from a backup, or start a new run (python train.py --class ... without "
+           f"--resume); the checkpoints in {run_dir} can be loaded with --weights.")
+    try:
+        with open(path, encoding="utf8") as f:
+            state = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"Cannot read {path}: {e}. {fix}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not an object. {fix}")
+    for key, kind in _STATE_TYPES.items():
+        if key in state and not isinstance(state[key], kind) or kind is int and isinstance(state.get(key), bool):
+            raise ValueError(f"{path}: \"{key}\" is {json.dumps(state[key])}, expected a "
+                             f"{'list' if kind is list else kind.__name__}. {fix}")
+    if "classes" in state and not all(isinstance(c, str) for c in state["classes"]):
+        raise ValueError(f"{path}: \"classes\" must be a list of class names. {fix}")
+    return state
 
 
 def write_state(run_dir, state):
@@ -66,10 +86,7 @@ def read_run_state(run_dir):
     path = os.path.join(run_dir, STATE) if run_dir else None
     if path is None or not os.path.isfile(path):
         return {}
-    try:
-        return read_state(run_dir)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"Cannot read {path}: {e}") from None
+    return read_state(run_dir)
 
 
 class ClassCountError(ValueError):
@@ -97,6 +114,18 @@ def class_names(state, num_classes, fallback=None):
     return names
 
 
+def config_change_refusal(run_dir, config=None, overrides=()):
+    """The message refusing ``--config``/``--set`` with ``--resume`` (None when neither is given):
+    a resumed run keeps the config it recorded, so they would be ignored or make config.toml lie."""
+    given = ([f"--config {config}"] if config else []) + [f"--set {o}" for o in overrides]
+    if not given:
+        return None
+    return (f"--resume continues {run_dir} with its recorded config ({os.path.join(run_dir, 'config.toml')}); "
+            f"it does not take {' '.join(given)}. To train on with another config, start a new run "
+            f"from this run's weights: python train.py --class ... --epochs N --weights "
+            f"{os.path.join(run_dir, 'last.h5')} {' '.join(given)}")
+
+
 def list_runs(logs_dir):
     """Run folders holding a state.json, least recently updated first (state.json mtime, then
     folder name): a resumed older run counts as the newest."""
@@ -122,6 +151,21 @@ def checkpoints(run_dir):
     """Epoch checkpoints of a run, oldest first."""
     return sorted(os.path.join(run_dir, f) for f in os.listdir(run_dir)
                   if f.startswith("mask_rcnn_") and f.endswith(".h5"))
+
+
+def newest_complete_checkpoint(run_dir):
+    """(path or None, [(skipped path, reason)]): the newest epoch checkpoint that reads in full,
+    and the newer ones that do not (what a power loss or a full disk leaves)."""
+    from mrcnn.weights_io import WeightsError, read_weights
+
+    skipped = []
+    for path in reversed(checkpoints(run_dir)):
+        try:
+            read_weights(path)
+            return path, skipped
+        except WeightsError as e:
+            skipped.append((path, str(e)))
+    return None, skipped
 
 
 def best_weights(run_dir):
@@ -192,8 +236,6 @@ def plot_results(run_dir):
     ax2.legend()
     fig.tight_layout()
     path = os.path.join(run_dir, RESULTS_PNG)
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".results", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=80)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=80)
     return path

@@ -105,13 +105,12 @@ class Dataset:
         return self.image_info[image_id]["path"]
 
     def load_image(self, image_id):
-        """Load the image as RGB uint8 [H, W, 3] (grey made RGB, alpha dropped)."""
+        """Load the image as RGB uint8 [H, W, 3] as displayed (EXIF orientation applied, grey
+        made RGB, alpha dropped, 16-bit scaled; see dataset.pixels)."""
         path = self.image_info[image_id]["path"]
         try:
-            from PIL import Image
-            with Image.open(path) as im:
-                image = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB", "RGBA")
-                                   else im)
+            from dataset.pixels import read_rgb
+            image = read_rgb(path)[0]
         except (OSError, ValueError) as e:
             raise OSError("Cannot read image %d (%s): %s. Check the file exists and is a "
                           "valid image, or remove it from the dataset."

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 
 import numpy as np
 
@@ -67,8 +66,8 @@ def read_weights(filepath):
         f = h5py.File(filepath, "r")
     except OSError as exc:
         raise WeightsError(
-            f"{filepath} is not an HDF5 weights file ({exc}). Pass a Keras .h5 file such as "
-            f"mask_rcnn_coco.h5 or one of our checkpoints.") from None
+            f"{filepath} is not an HDF5 weights file, or it was cut short ({exc}). Pass a Keras .h5 "
+            f"file such as mask_rcnn_coco.h5 or one of our checkpoints.") from None
     with f:
         root = _layer_root(f)
         names = read_list_attr(root, "layer_names")
@@ -76,10 +75,30 @@ def read_weights(filepath):
             raise WeightsError(f"{filepath} has no 'layer_names' attribute: it is not a Keras weights file.")
         out = {}
         for lname in names:
-            g = root[lname]
-            wnames = read_list_attr(g, "weight_names")
-            out[lname] = [(wn, np.asarray(g[wn])) for wn in wnames]
+            out[lname] = _read_group(root, lname, filepath)
         return out
+
+
+def _read_group(root, lname, filepath):
+    """[(weight name, array)] of one layer group; WeightsError when it is missing or unreadable
+    (a file cut short by a power loss or a full disk opens but fails here)."""
+    what = "is damaged or incomplete"
+    try:
+        if lname not in root:
+            what = f"lists layer '{lname}' in layer_names but has no group of that name"
+            raise KeyError(lname)
+        g = root[lname]
+        wnames = read_list_attr(g, "weight_names")
+        missing = [wn for wn in wnames if wn not in g]
+        if missing:
+            what = f"layer '{lname}' lists weights {missing[:3]} that the file does not hold"
+            raise KeyError(missing[0])
+        return [(wn, np.asarray(g[wn])) for wn in wnames]
+    except (KeyError, OSError, RuntimeError, ValueError) as exc:
+        detail = "" if isinstance(exc, KeyError) else f" ({exc})"
+        raise WeightsError(f"{filepath} {what}{detail}: it was cut short or edited. Use another "
+                           f"checkpoint of the run (python train.py --resume falls back to the newest "
+                           f"complete one) or download the file again.") from None
 
 
 def _sublayer(weight_name):
@@ -166,44 +185,45 @@ def load_weights(groups, filepath, by_name=False, exclude=None):
     return loaded
 
 
+def _entries(groups):
+    """[(group name, [(weight name, array)])] in the order they are written."""
+    import keras
+
+    out = []
+    for name, target in groups.items():
+        subs = target.layers if isinstance(target, keras.Model) else [target]
+        prefix = (lambda sub: sub.name) if isinstance(target, keras.Model) else (lambda sub: name)
+        out.append((name, [(f"{prefix(sub)}/{_short(w)}:0", np.asarray(w.numpy()))
+                           for sub in subs for w in sub.weights]))
+    return out
+
+
 def save_weights(groups, filepath, extra_attrs=None):
-    """Write ``groups`` in the Keras-2 layout, atomically (temp file, then rename)."""
+    """Write ``groups`` in the Keras-2 layout, atomically (temp file, fsync, then rename).
+
+    The free space is checked first: a full disk raises download.fsutil.DiskFullError naming the
+    folder and the bytes needed, before HDF5 starts (HDF5 can crash on a full disk), and leaves
+    no temp file and the previous ``filepath`` intact.
+    """
     import h5py
     import keras
 
-    directory = os.path.dirname(os.path.abspath(filepath))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".h5.tmp")
-    os.close(fd)
-    try:
+    from download.fsutil import atomic_path
+
+    entries = _entries(groups)
+    need = sum(a.nbytes for _, ws in entries for _, a in ws) + 4096 * (1 + sum(len(ws) for _, ws in entries))
+    with atomic_path(filepath, suffix=".h5", need=need) as tmp:
         with h5py.File(tmp, "w") as f:
-            names = list(groups)
-            _write_list_attr(f, "layer_names", names)
+            _write_list_attr(f, "layer_names", [n for n, _ in entries])
             f.attrs["backend"] = b"tensorflow"
             f.attrs["keras_version"] = keras.__version__.encode()
             for k, v in (extra_attrs or {}).items():
                 f.attrs[k] = v
-            for name in names:
-                target = groups[name]
+            for name, ws in entries:
                 g = f.create_group(name)
-                wnames, arrays = [], []
-                if isinstance(target, keras.Model):
-                    for sub in target.layers:
-                        for w in sub.weights:
-                            wnames.append(f"{sub.name}/{_short(w)}:0")
-                            arrays.append(np.asarray(w.numpy()))
-                else:
-                    for w in target.weights:
-                        wnames.append(f"{name}/{_short(w)}:0")
-                        arrays.append(np.asarray(w.numpy()))
-                _write_list_attr(g, "weight_names", wnames)
-                for wn, a in zip(wnames, arrays):
+                _write_list_attr(g, "weight_names", [wn for wn, _ in ws])
+                for wn, a in ws:
                     g.create_dataset(wn, data=a)
-        os.replace(tmp, filepath)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _short(variable):

@@ -60,8 +60,14 @@ def test_filter_detects_a_cut_body_and_a_wrong_header():
         run_filter(b"", [])
     with pytest.raises(CsvFormatError, match="header"):
         run_filter(b"ImageID,Source,LabelName\n1,2,/m/01yrx\n", [])
-    with pytest.raises(CsvFormatError, match="columns"):
-        run_filter((",".join(HEADER) + "\nx,y,/m/01yrx,z\n").encode(), [])
+    # A malformed row of the class is kept for group_rows, which skips and reports it (one bad
+    # row must not cost the whole class).
+    lines, kept = run_filter((",".join(HEADER) + "\nx,y,/m/01yrx,z\n").encode(), [])
+    assert lines == ["x,y,/m/01yrx,z"] and kept == 1
+    from download.split import group_rows
+    by_image, rejected = group_rows([dict(zip(HEADER, ["x", "y", "/m/01yrx", "z"]),
+                                          **{k: None for k in HEADER[4:]})], "validation")
+    assert by_image == {} and "malformed row" in rejected[0]["reason"]
 
 
 DESC = "/m/01yrx,Cat\n/m/0bt9lr,Dog\n/m/0kmg4,Teddy bear\n/m/07j7r,Tree\n/m/0cat2,Catamaran\n"

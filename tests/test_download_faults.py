@@ -147,8 +147,9 @@ def test_unsafe_names_are_rejected_and_nothing_is_written_outside_out(mirror, tm
     abs_target = str(tmp_path / "abs_evil.png")
     png = shard_member(d, next(o["mask_path"] for o in cats[iid]["objects"] if o["mid"] == CAT))
     row = ["", iid, CAT, "0badbad0", "0.1", "0.5", "0.1", "0.5", "0.9", ""]
-    for name in ("../../evil.png", abs_target):
-        faults.add_member(d, "validation", iid[0], name, png, csv_row=[name] + row[1:])
+    # Two boxes (distinct BoxIDs: a repeated (ImageID, LabelName, BoxID) is a duplicate row, dropped)
+    for name, box_id in (("../../evil.png", "0badbad0"), (abs_target, "0badbad2")):
+        faults.add_member(d, "validation", iid[0], name, png, csv_row=[name, iid, CAT, box_id] + row[4:])
     faults.add_member(d, "validation", "0", "../evil2.png", png,
                       csv_row=["../evil2.png", "../../x", CAT, "0badbad1", "0.1", "0.5", "0.1", "0.5", "0.9", ""])
     out = tmp_path / "deep" / "out"
@@ -162,7 +163,7 @@ def test_unsafe_names_are_rejected_and_nothing_is_written_outside_out(mirror, tm
     outside = [f for f in tree_files(str(tmp_path), skip_cache=False) if not f.startswith(("deep/out/", "mirror/"))]
     assert outside == []
     rec = read_voc(str(out / "cat" / "validation" / "annotations" / (iid + ".xml")))
-    unsafe = [o for o in rec.objects if o.extra["box_id"] == "0badbad0"]
+    unsafe = [o for o in rec.objects if o.extra["box_id"] in ("0badbad0", "0badbad2")]
     assert len(unsafe) == 2 and all(o.mask is None for o in unsafe)   # kept, box only
 
 
