@@ -124,6 +124,8 @@ class MatterportSurface:
         """The functional inference view (built once, inference mode only)."""
         view = self.__dict__.get("_matterport_view")
         if view is None:
+            if "feature_model" not in self.__dict__ and not hasattr(self, "feature_model"):
+                raise AttributeError("the network is not built yet")
             if getattr(self, "mode", "inference") != "inference":
                 raise AttributeError("matterport's graph surface (inputs, outputs, get_layer('ROI')...) "
                                      "is built for mode='inference' models")
