@@ -67,23 +67,28 @@ def test_finder_removes_itself_after_first_imgaug_import(tmp_path):
     assert out.split() == ["False"]
 
 
-@pytest.mark.network
+def _pip(args, timeout=300):
+    """Run pip; skip the test when pip cannot reach the package index (build isolation
+    downloads setuptools)."""
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"] + args
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode and any(s in out.stderr for s in ("No matching distribution", "NewConnectionError",
+                                                        "Could not find a version", "Network is unreachable")):
+        pytest.skip("pip cannot reach the package index: " + out.stderr.strip().splitlines()[-1])
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_wheel_and_editable_installs_put_the_pth_in_site_packages(tmp_path):
-    """pip (with build isolation, so it fetches setuptools) builds a wheel whose root holds the
-    .pth and the hook module; an editable install writes the .pth into site-packages."""
+    """The wheel's root (= site-packages) holds the .pth and the hook module; an editable
+    install writes the .pth into site-packages too."""
     src = tmp_path / "src"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info",
                                                              "logs", "data", ".cache", "__pycache__"))
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + ["wheel", "--no-deps", "-w", str(tmp_path / "whl"), str(src)], check=True,
-                   timeout=300)
+    _pip(["wheel", "--no-deps", "-w", str(tmp_path / "whl"), str(src)])
     (wheel,) = (tmp_path / "whl").iterdir()
     names = zipfile.ZipFile(wheel).namelist()
     assert PTH in names and "mrcnn_imgaug_hook.py" in names
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     target = tmp_path / "editable_site"
-    subprocess.run(pip + ["install", "--no-deps", "--target", str(target), "-e", str(src)], check=True,
-                   timeout=300)
+    _pip(["install", "--no-deps", "--target", str(target), "-e", str(src)])
     assert (target / PTH).read_text().strip() == "import mrcnn_imgaug_hook"

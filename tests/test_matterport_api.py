@@ -1,7 +1,7 @@
 """matterport's inspection API, called the way its notebooks call it (inspect_data,
 inspect_model, inspect_weights, train_shapes), with matterport's shapes and dtypes."""
 import re
-import warnings
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -100,6 +100,8 @@ def test_graph_blocks_by_matterport_names():
     meta = keras.Input((CONFIG.IMAGE_META_SIZE,), name="input_image_meta")
     c1, c2, c3, c4, c5 = modellib.resnet_graph(image, "resnet50", stage5=True, train_bn=False)
     assert c2.shape[1:] == (32, 32, 256) and c5.shape[1:] == (4, 4, 2048)
+    assert [c._keras_history[0].name for c in (c2, c3, c4, c5)] == ["res2c_out", "res3d_out", "res4f_out",
+                                                                     "res5c_out"]
     assert modellib.resnet_graph(keras.Input((64, 64, 3)), "resnet50")[4] is None   # stage5=False
     rpn = modellib.build_rpn_model(1, 3, 256)
     assert rpn.name == "rpn_model" and [o.shape[-1] for o in rpn.outputs] == [2, 2, 4]
@@ -163,7 +165,8 @@ def test_run_graph_on_named_layers(model):
     image = random_image(128, 128, seed=2)
     km = model.keras_model
     out = model.run_graph([image], [(n, km.get_layer(n).output) for n in GRAPH_LAYERS])
-    assert list(out) == GRAPH_LAYERS and all(isinstance(v, np.ndarray) for v in out.values())
+    assert isinstance(out, OrderedDict) and list(out) == GRAPH_LAYERS
+    assert all(isinstance(v, np.ndarray) for v in out.values())
     A, R, D, C = len(model.anchors), CONFIG.POST_NMS_ROIS_INFERENCE, CONFIG.DETECTION_MAX_INSTANCES, 4
     assert out["input_image"].shape == (1, 128, 128, 3) and out["res2a_out"].shape[:3] == (1, 32, 32)
     assert out["rpn_class"].shape == (1, A, 2) and out["rpn_bbox"].shape == (1, A, 4)
