@@ -22,11 +22,15 @@ VIEW_LAYERS = ("input_image_meta", "input_anchors", "rpn_class", "rpn_bbox", "RO
 
 
 def _with_meta(fn, *args, meta):
-    """Call ``fn(*args)``, passing ``meta`` too if ``fn`` takes an image_meta(s) argument."""
-    params = inspect.signature(fn).parameters
+    """Call ``fn(*args)`` (a function, or a layer: its ``call`` is inspected), adding what it
+    takes of the image metas: ``image_meta(s)`` [B, META], or ``image_shapes`` [B, 2] (the
+    molded (H, W) of each image, meta[:, 4:6])."""
+    params = inspect.signature(getattr(fn, "call", fn)).parameters
     for name in ("image_meta", "image_metas"):
         if name in params:
             return fn(*args, **{name: meta})
+    if "image_shapes" in params:
+        return fn(*args, image_shapes=meta[:, 4:6])
     return fn(*args)
 
 
@@ -71,6 +75,13 @@ class MaskGraph(_NetLayer):
     def __init__(self, net, **kwargs):
         super().__init__(net, **kwargs)
         self.conv = net.mask_head.get_layer("mrcnn_mask")
+
+    def __getattr__(self, name):
+        """Anything else (``kernel``, ``bias``, ``filters``...) is the final conv's."""
+        conv = self.__dict__.get("conv")
+        if conv is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(conv, name)
 
     def call(self, detections, meta, p2, p3, p4, p5):
         net = self._net

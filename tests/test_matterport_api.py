@@ -158,7 +158,9 @@ def test_keras_model_inputs_outputs_and_named_layers(model):
     assert len(km.outputs) == 7
     for name in GRAPH_LAYERS:
         assert km.get_layer(name).output is not None, name
-    assert [w.shape for w in km.get_layer("mrcnn_mask").get_weights()] == [(1, 1, 16, 4), (4,)]
+    mask_layer = km.get_layer("mrcnn_mask")     # the mask output, holding the final conv's weights
+    assert [w.shape for w in mask_layer.get_weights()] == [(1, 1, 16, 4), (4,)]
+    assert mask_layer.kernel is km.mask_head.get_layer("mrcnn_mask").kernel
 
 
 def test_run_graph_on_named_layers(model):
