@@ -17,6 +17,8 @@ import inspect
 import keras
 import tensorflow as tf
 
+from mrcnn.network import MaskRCNNNet
+
 VIEW_LAYERS = ("input_image_meta", "input_anchors", "rpn_class", "rpn_bbox", "ROI", "mrcnn_class",
                "mrcnn_bbox", "mrcnn_mask", "mrcnn_detection")
 
@@ -131,6 +133,13 @@ def matterport_weight_names(net):
 class MatterportSurface:
     """Mixin for ``MaskRCNNNet``: matterport's functional-model attributes, through the view."""
 
+    def get_layer(self, name=None, index=None):
+        """matterport's graph names (ROI, mrcnn_mask, ...) from the view; others as before."""
+        view_layer = self.view_layer(name)
+        if view_layer is not None:
+            return view_layer
+        return super().get_layer(name=name, index=index)
+
     def inference_view(self):
         """The functional inference view (built once, inference mode only)."""
         view = self.__dict__.get("_matterport_view")
@@ -177,3 +186,7 @@ class MatterportSurface:
 def _legacy_h5(filepath):
     name = str(filepath)
     return name.endswith((".h5", ".hdf5")) and not name.endswith(".weights.h5")
+
+
+class MatterportNet(MatterportSurface, MaskRCNNNet):
+    """``MaskRCNNNet`` with matterport's model surface; what ``MaskRCNN.keras_model`` is."""

@@ -5,7 +5,8 @@
     r = model.detect([image])[0]      # rois int32 [N, (y1, x1, y2, x2)] original pixels,
                                       # class_ids int32 [N], scores float32 [N], masks bool [H, W, N]
 
-The network lives in ``mrcnn.network``; training in ``mrcnn.training``.
+The network lives in ``mrcnn.network`` (with matterport's graph surface: ``mrcnn.compat_graph``);
+training in ``mrcnn.training``.
 """
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ import tensorflow as tf
 
 from mrcnn import utils, weights_io
 from mrcnn.anchors import compute_backbone_shapes, get_anchors  # noqa: F401
-from mrcnn.compat_graph import matterport_weight_names
+from mrcnn.compat_graph import MatterportNet, matterport_weight_names
 from mrcnn.model_inspect import InspectMixin
-from mrcnn.network import MaskRCNNNet
+from mrcnn.network import MaskRCNNNet  # noqa: F401
 # matterport's NumPy data helpers and graph blocks, kept in their own modules.
 from mrcnn.matterport_data import (build_detection_targets, build_rpn_targets,  # noqa: F401
                                    data_generator, generate_random_rois, load_image_gt)
@@ -83,14 +84,14 @@ class MaskRCNN(InspectMixin):
                 raise ValueError("Image size must be divisible by 64 (IMAGE_MAX_DIM, or IMAGE_MIN_DIM in crop mode)")
         policy = getattr(config, "MIXED_PRECISION", None)
         if not policy:
-            return MaskRCNNNet(config, mode=mode)
+            return MatterportNet(config, mode=mode)
         import keras
 
         # Layers take the global policy when they are built; restore it so other models are unaffected.
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(policy)
         try:
-            return MaskRCNNNet(config, mode=mode)
+            return MatterportNet(config, mode=mode)
         finally:
             keras.config.set_dtype_policy(previous)
 

@@ -15,7 +15,6 @@ import keras
 import tensorflow as tf
 
 from mrcnn.backbone import build_backbone
-from mrcnn.compat_graph import MatterportSurface
 from mrcnn.detection import DetectionLayer
 from mrcnn.fpn import build_fpn
 from mrcnn.heads import build_box_head, build_mask_head
@@ -36,7 +35,7 @@ def build_feature_model(config):
     return keras.Model(image, pyramid + [logits, probs, deltas], name="mask_rcnn_features")
 
 
-class MaskRCNNNet(MatterportSurface, keras.Model):
+class MaskRCNNNet(keras.Model):
     """Keras model for both modes. ``call`` runs inference and returns
     (detections [B, max_det, 6], masks [N, 28, 28] for the valid detections in image-major order,
     counts [B]). Training uses the sub-models directly (see ``mrcnn.training``)."""
@@ -84,9 +83,6 @@ class MaskRCNNNet(MatterportSurface, keras.Model):
         return out
 
     def get_layer(self, name=None, index=None):
-        view_layer = self.view_layer(name)  # matterport's graph names: ROI, mrcnn_mask, ...
-        if view_layer is not None:
-            return view_layer
         for layer in self.leaf_layers() + [l for l in self.weight_groups().values() if isinstance(l, keras.Model)]:
             if layer.name == name:
                 return layer
