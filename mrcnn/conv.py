@@ -103,3 +103,9 @@ class FastGradConv2D(KL.Conv2D):
             if out is not None:
                 return out
         return super().convolution_op(inputs, kernel)
+
+
+# matterport's notebooks pick layers by class name (``l.__class__.__name__ in ['Conv2D', ...]``)
+# and print it in set_trainable: report Keras's name. Serialisation is unaffected: Keras looks
+# the class up by its registered name, "mrcnn>FastGradConv2D", not by __name__.
+FastGradConv2D.__name__ = "Conv2D"

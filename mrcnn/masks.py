@@ -60,7 +60,19 @@ def expand_mask(bbox, mini_mask, image_shape):
 
 def mold_mask(mask, bbox, mask_shape=(28, 28)):
     """Crop a full mask [H, W] to bbox (y1, x1, y2, x2) and resize to
-    mask_shape: float32 [h, w] in [0, 1] (the inverse of unmold_mask)."""
+    mask_shape: float32 [h, w] in [0, 1] (the inverse of unmold_mask).
+
+    matterport's signature ``mold_mask(mask, config)`` (a stub there) also works: masks bool
+    [H, W, N] are each cropped to their own box (``extract_bboxes``) and resized to
+    ``config.MASK_SHAPE``, giving float32 [h, w, N].
+    """
+    if hasattr(bbox, "MASK_SHAPE"):
+        from mrcnn.utils import extract_bboxes
+        mask = np.asarray(mask)
+        mask = mask[..., None] if mask.ndim == 2 else mask
+        boxes = extract_bboxes(mask)
+        out = [mold_mask(mask[:, :, i], boxes[i], tuple(bbox.MASK_SHAPE)) for i in range(mask.shape[-1])]
+        return np.stack(out, -1) if out else np.zeros(tuple(bbox.MASK_SHAPE) + (0,), np.float32)
     y1, x1, y2, x2 = bbox[:4]
     return _resize(mask[y1:y2, x1:x2].astype(np.float32), mask_shape).astype(np.float32)
 

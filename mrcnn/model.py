@@ -5,7 +5,8 @@
     r = model.detect([image])[0]      # rois int32 [N, (y1, x1, y2, x2)] original pixels,
                                       # class_ids int32 [N], scores float32 [N], masks bool [H, W, N]
 
-The network lives in ``mrcnn.network``; training in ``mrcnn.training``.
+The network lives in ``mrcnn.network`` (with matterport's graph surface: ``mrcnn.compat_graph``);
+training in ``mrcnn.training``.
 """
 from __future__ import annotations
 
@@ -14,12 +15,21 @@ import logging
 import os
 import re
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from mrcnn import utils, weights_io
-from mrcnn.anchors import get_anchors
-from mrcnn.network import MaskRCNNNet
+from mrcnn.anchors import compute_backbone_shapes, get_anchors  # noqa: F401
+from mrcnn.compat_graph import MatterportNet, matterport_weight_names
+from mrcnn.model_inspect import InspectMixin
+from mrcnn.network import MaskRCNNNet  # noqa: F401
+# matterport's NumPy data helpers and graph blocks, kept in their own modules.
+from mrcnn.matterport_data import (build_detection_targets, build_rpn_targets,  # noqa: F401
+                                   data_generator, generate_random_rois, load_image_gt)
+from mrcnn.matterport_graph import (BatchNorm, DetectionLayer, ProposalLayer,  # noqa: F401
+                                    PyramidROIAlign, build_fpn_mask_graph, build_rpn_model,
+                                    fpn_classifier_graph, resnet_graph, rpn_graph)
 # matterport kept these in model.py; user code imports them from here.
 from mrcnn.utils import compose_image_meta, mold_image, parse_image_meta, unmold_image  # noqa: F401
 
@@ -46,8 +56,9 @@ _CHECKPOINT_RE = re.compile(
     r".*[/\\]([\w-]+?)(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(?P<suffix>-\d+)?[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5$")
 
 
-class MaskRCNN:
-    """Mask R-CNN with matterport's methods. ``keras_model`` is the Keras 3 model."""
+class MaskRCNN(InspectMixin):
+    """Mask R-CNN with matterport's methods. ``keras_model`` is the Keras 3 model; its
+    inference graph has matterport's layer names (``mrcnn.compat_graph``)."""
 
     def __init__(self, mode, config, model_dir):
         if mode not in ("training", "inference"):
@@ -61,6 +72,7 @@ class MaskRCNN:
         # Variables belong to the strategy in scope now (train.py builds under strategy.scope()).
         self.strategy = tf.distribute.get_strategy()
         self.keras_model = self.build(mode=mode, config=config)
+        matterport_weight_names(self.keras_model)  # weights print as "conv1/kernel:0"
         self._detect_fn = None
         self._trainer = None
 
@@ -72,19 +84,21 @@ class MaskRCNN:
                 raise ValueError("Image size must be divisible by 64 (IMAGE_MAX_DIM, or IMAGE_MIN_DIM in crop mode)")
         policy = getattr(config, "MIXED_PRECISION", None)
         if not policy:
-            return MaskRCNNNet(config, mode=mode)
+            return MatterportNet(config, mode=mode)
         import keras
 
         # Layers take the global policy when they are built; restore it so other models are unaffected.
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(policy)
         try:
-            return MaskRCNNNet(config, mode=mode)
+            return MatterportNet(config, mode=mode)
         finally:
             keras.config.set_dtype_policy(previous)
 
     def get_anchors(self, image_shape):
-        """Normalised anchors float32 [A, 4] for a molded image shape."""
+        """Normalised anchors float32 [A, 4] for a molded image shape. Sets ``self.anchors`` to
+        the same anchors in pixels, as matterport's inspect notebooks expect."""
+        self.anchors = get_anchors(self.config, tuple(image_shape[:2]), normalized=False)
         return get_anchors(self.config, tuple(image_shape[:2]), normalized=True)
 
     # ------------------------------------------------------------------ weights
@@ -154,20 +168,27 @@ class MaskRCNN:
     def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=1):
         """Make layers whose name full-matches ``layer_regex`` trainable and freeze the rest.
 
-        Accepts the names in ``LAYER_REGEX`` too. Reaches inside ``rpn_model``.
+        Accepts the names in ``LAYER_REGEX`` too. Reaches inside ``rpn_model``. With
+        ``verbose`` > 0 prints matterport's list: "Selecting layers to train", "In model: "
+        for a nested model, then each trainable layer's name and class.
         """
-        regex = LAYER_REGEX.get(layer_regex, layer_regex)
-        pattern = re.compile(regex)
-        net = self.keras_model
-        for group in net.weight_groups().values():
-            group.trainable = True  # nested models: reset, then decide per sub-layer below
-        for layer in net.leaf_layers():
-            if not layer.weights:
-                continue
-            trainable = bool(pattern.fullmatch(layer.name))
-            layer.trainable = trainable
-            if trainable and verbose > 0:
-                _logger.info("%s%-20s (%s)", " " * indent, layer.name, layer.__class__.__name__)
+        pattern = re.compile(LAYER_REGEX.get(layer_regex, layer_regex))
+        if verbose > 0 and keras_model is None:
+            log("Selecting layers to train")
+        for group in self.keras_model.weight_groups().values():
+            if isinstance(group, keras.Model):
+                group.trainable = True  # nested: reset, then decide per sub-layer
+                if verbose > 0:
+                    print("In model: ", group.name)
+                layers, pad = group.layers, indent + 4
+            else:
+                layers, pad = [group], indent
+            for layer in layers:
+                if not layer.weights:
+                    continue
+                layer.trainable = bool(pattern.fullmatch(layer.name))
+                if layer.trainable and verbose > 0:
+                    log("{}{:20}   ({})".format(" " * pad, layer.name, layer.__class__.__name__))
 
     def get_trainable_layers(self):
         return [l for l in self.keras_model.leaf_layers() if l.weights and l.trainable]
@@ -179,12 +200,17 @@ class MaskRCNN:
         self.config.LEARNING_MOMENTUM = momentum
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
-              augmentation=None, custom_callbacks=None, no_augmentation_sources=None):
-        """Train to the cumulative target ``epochs`` (matterport semantics); see ``mrcnn.training``."""
+              augmentation=None, custom_callbacks=None, no_augmentation_sources=None, verbose=1):
+        """Train to the cumulative target ``epochs`` (matterport semantics); see ``mrcnn.training``.
+        Prints matterport's "Starting at epoch N. LR=..." and "Checkpoint Path: ..." lines, and
+        with ``verbose`` > 0 (the default, as matterport) the trainable layers."""
         if self.mode != "training":
             raise ValueError("Create the model with mode='training' to train it.")
         from mrcnn.training import Trainer
 
+        log("\nStarting at epoch {}. LR={}\n".format(self.epoch, learning_rate))
+        log("Checkpoint Path: {}".format(self.checkpoint_path))
+        self.set_trainable(layers, verbose=verbose)
         if self._trainer is None:
             self._trainer = Trainer(self)
         return self._trainer.train(train_dataset, val_dataset, learning_rate, epochs, layers,
@@ -281,5 +307,6 @@ class MaskRCNN:
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         boxes, class_ids, scores, mrcnn_mask = boxes[keep], class_ids[keep], scores[keep], mrcnn_mask[keep]
         masks = utils.paste_masks(mrcnn_mask, boxes, tuple(original_image_shape[:2]))
-        return {"rois": boxes.astype(np.int32), "class_ids": class_ids, "scores": scores,
-                "masks": masks.astype(bool, copy=False)}
+        # matterport: no detections gives np.empty([H, W, 0]), float64.
+        masks = masks.astype(bool, copy=False) if len(boxes) else np.empty(tuple(original_image_shape[:2]) + (0,))
+        return {"rois": boxes.astype(np.int32), "class_ids": class_ids, "scores": scores, "masks": masks}

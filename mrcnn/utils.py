@@ -404,6 +404,7 @@ def download_trained_weights(coco_model_path, verbose=1, url=COCO_MODEL_URL, tim
 from mrcnn.anchors import generate_anchors, generate_pyramid_anchors  # noqa: E402,F401
 from mrcnn.masks import (resize_mask, minimize_mask, expand_mask, mold_mask,  # noqa: E402,F401
                          unmold_mask, paste_masks, _bilinear_matrix)
+from mrcnn.graph_utils import batch_slice  # noqa: E402,F401  (imports TensorFlow when called)
 
 _METRICS_NAMES = ("compute_overlaps_masks", "compute_matches", "compute_ap",
                   "compute_ap_range", "compute_recall", "trim_zeros")

@@ -202,6 +202,11 @@ def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_clas
         gt_box, gt_class_id, gt_mask, pred_box, pred_class_id, pred_score, pred_mask,
         iou_threshold=iou_threshold, score_threshold=score_threshold)
     fig = None
+    if ax is not None and not isinstance(ax, (list, tuple, np.ndarray)):
+        _differences_on_one_axes(image, gt_box, gt_class_id, gt_mask, pred_box, pred_class_id,
+                                 pred_score, pred_mask, class_names, title, ax, show_mask, show_box,
+                                 gt_match, pred_match, overlaps)
+        return gt_match, pred_match, overlaps
     if ax is None:
         fig, ax = plt.subplots(1, 2, figsize=figsize)
     ax_gt, ax_pred = ax
@@ -222,6 +227,22 @@ def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_clas
     return gt_match, pred_match, overlaps
 
 
+def _differences_on_one_axes(image, gt_box, gt_class_id, gt_mask, pred_box, pred_class_id,
+                             pred_score, pred_mask, class_names, title, ax, show_mask, show_box,
+                             gt_match, pred_match, overlaps):
+    """matterport's single-axes form: GT (green) and predictions (red), captions "score / IoU"."""
+    captions = [""] * len(gt_match) + ["{:.2f} / {:.2f}".format(
+        pred_score[i], overlaps[i, int(pred_match[i])] if pred_match[i] > -1 else overlaps[i].max(initial=0))
+        for i in range(len(pred_match))]
+    display_instances(
+        image, np.concatenate([np.reshape(gt_box, (-1, 4)), np.reshape(pred_box, (-1, 4))]),
+        np.concatenate([gt_mask, pred_mask], axis=-1), np.concatenate([gt_class_id, pred_class_id]),
+        class_names, np.concatenate([np.zeros([len(gt_match)]), pred_score]), ax=ax,
+        show_bbox=show_box, show_mask=show_mask, captions=captions,
+        colors=[(0, 1, 0, .8)] * len(gt_match) + [(1, 0, 0, 1)] * len(pred_match),
+        title=title or "Ground Truth and Detections\n GT=green, pred=red, captions: score/IoU")
+
+
 def plot_precision_recall(AP, precisions, recalls, save_path=None):
     """Precision-recall curve with the AP in the title."""
     plt = _pyplot()
@@ -236,11 +257,13 @@ def plot_precision_recall(AP, precisions, recalls, save_path=None):
     return ax
 
 
-def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None, title="",
-               ax=None, figsize=(12, 12), save_path=None):
-    """Draw boxes (dashed, grey when refined_boxes are given), refined boxes
-    (solid), optional masks [H, W, N] and captions on an image."""
-    from matplotlib import patches
+def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None, visibilities=None,
+               title="", ax=None, figsize=(12, 12), save_path=None):
+    """Draw boxes [N, 4] (dashed, grey when refined_boxes are given), refined boxes [N, 4]
+    (solid, joined to their box by a line), masks [H, W, N] and captions on an image.
+    ``visibilities`` (matterport): per box 0 (grey, dotted, no refined box), 1 (dotted) or
+    2 (solid)."""
+    from matplotlib import lines, patches
     plt = _pyplot()
     N = len(boxes if boxes is not None else refined_boxes)
     fig = None
@@ -253,16 +276,21 @@ def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
     ax.set_title(title)
     masked_image = np.array(image, dtype=np.uint32)
     for i in range(N):
-        color = colors[i]
+        visibility = 1 if visibilities is None else visibilities[i]
+        color = colors[i] if visibility else (0.5, 0.5, 0.5)
         if boxes is not None and np.any(boxes[i]):
-            y1, x1, y2, x2 = boxes[i]
+            y1, x1, y2, x2 = boxes[i][:4]
+            style = "dashed" if visibilities is None else ("solid" if visibility == 2 else "dotted")
             ax.add_patch(patches.Rectangle(
-                (x1, y1), x2 - x1, y2 - y1, linewidth=2, linestyle="dashed", facecolor="none",
-                edgecolor=(0.5, 0.5, 0.5) if refined_boxes is not None else color))
-        if refined_boxes is not None and np.any(refined_boxes[i]):
-            ry1, rx1, ry2, rx2 = refined_boxes[i]
+                (x1, y1), x2 - x1, y2 - y1, linewidth=2, linestyle=style, facecolor="none",
+                alpha=0.5 if visibility == 0 else 1.0,
+                edgecolor=(0.5, 0.5, 0.5) if refined_boxes is not None and visibilities is None else color))
+        if refined_boxes is not None and visibility > 0 and np.any(refined_boxes[i]):
+            ry1, rx1, ry2, rx2 = refined_boxes[i][:4]
             ax.add_patch(patches.Rectangle((rx1, ry1), rx2 - rx1, ry2 - ry1, linewidth=2,
                                            edgecolor=color, facecolor="none"))
+            if boxes is not None and visibilities is not None:
+                ax.add_line(lines.Line2D([boxes[i][1], rx1], [boxes[i][0], ry1], color=color))
         if masks is not None:
             masked_image = apply_mask(masked_image, masks[:, :, i], color)
         if captions is not None:
@@ -272,3 +300,8 @@ def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
     if fig is not None:
         _finish(fig, save_path, save_path is None)
     return ax
+
+
+# matterport's inspection plots, kept in their own module.
+from mrcnn.visualize_inspect import (display_table, display_weight_stats, draw_box,  # noqa: E402,F401
+                                     draw_rois, plot_overlaps)

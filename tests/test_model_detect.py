@@ -20,7 +20,7 @@ def check_result(r, image_shape, num_classes, max_instances):
     assert r["rois"].dtype == np.int32 and r["rois"].shape == (n, 4)
     assert r["class_ids"].dtype == np.int32 and r["class_ids"].shape == (n,)
     assert r["scores"].dtype == np.float32 and r["scores"].shape == (n,)
-    assert r["masks"].dtype == bool and r["masks"].shape == (h, w, n)
+    assert r["masks"].dtype == (bool if n else np.float64) and r["masks"].shape == (h, w, n)  # matterport
     assert n <= max_instances
     if n:
         y1, x1, y2, x2 = r["rois"].T
