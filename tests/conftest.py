@@ -18,7 +18,8 @@ NO_TF_MODULES = {
     "test_dataset_convert", "test_dataset_fixtures", "test_dataset_formats", "test_dataset_openimages",
     "test_dataset_voc", "test_download_csv", "test_download_e2e", "test_download_faults",
     "test_download_mirror", "test_download_resume", "test_download_zip", "test_imgaug_compat",
-    "test_inputs", "test_rpn_targets", "test_shapes", "test_utils",
+    "test_evaluation", "test_inputs", "test_metrics", "test_rpn_targets", "test_shapes", "test_utils",
+    "test_visualize",
 }
 _FORBIDDEN = ("tensorflow", "keras", "tf_keras")
 
