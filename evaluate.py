@@ -389,6 +389,9 @@ def predict(args, run, state, config_path, weights):
 
 
 def main(argv=None):
+    from mrcnn.cli_logging import quiet_tensorflow_startup
+
+    quiet_tensorflow_startup()   # before anything imports TensorFlow
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
