@@ -259,3 +259,14 @@ def test_many_ties_equal_matterports_ap(n_pred):
         want = _matterport_ap(gt_ids, pred_ids, scores, overlaps)
         got = metrics.compute_ap_from_overlaps(overlaps, gt_ids, pred_ids, scores)[0]
         assert got == pytest.approx(want, abs=1e-7)
+
+
+def test_non_max_suppression_tie_order_option():
+    """Three identical boxes with one score: the stable order keeps the first, matterport's
+    argsort()[::-1] the last."""
+    from mrcnn import utils
+
+    boxes = np.array([[0, 0, 10, 10]] * 3, np.float32)
+    scores = np.array([0.5, 0.5, 0.5], np.float32)
+    assert utils.non_max_suppression(boxes, scores, 0.5).tolist() == [0]
+    assert utils.non_max_suppression(boxes, scores, 0.5, ties="matterport").tolist() == [2]
