@@ -400,6 +400,9 @@ def predict(args, run, state, config_path, weights):
 
 
 def main(argv=None):
+    from mrcnn.cli_logging import quiet_tensorflow_startup
+
+    quiet_tensorflow_startup()   # before anything imports TensorFlow
     args = parse_args(argv)
     if args.max_pixels is not None:
         from dataset.pixels import set_max_pixels

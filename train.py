@@ -231,6 +231,9 @@ def make_strategy(name):
 
 # ---------------------------------------------------------------------------- main
 def main(argv=None):
+    from mrcnn.cli_logging import quiet_tensorflow_startup
+
+    quiet_tensorflow_startup()   # before anything imports TensorFlow
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from download.fsutil import DiskFullError

@@ -42,13 +42,15 @@ class ConfigError(ValueError):
 
 
 class Config:
-    """Base configuration class (matterport defaults). Subclass and override.
+    """Base configuration class (matterport defaults, every one). Subclass and override.
 
-    Extra attributes beyond matterport's:
+    Extra attributes beyond matterport's (their defaults reproduce matterport's behaviour; the
+    CLIs' recipes in configs/*.toml change some):
       RPN_CONV_CHANNELS: channels of the shared RPN conv (512 in the COCO weights).
       MASK_HEAD_CHANNELS: channels of the mask head convs (256 in the COCO weights).
       SEED: int seed for weights init, sampling and augmentation; None = random.
-      ROI_INCLUDE_GT: add the ground-truth boxes to the proposals when training.
+      ROI_INCLUDE_GT: add the ground-truth boxes to the proposals when training (False as
+        in matterport; configs/*.toml turn it on: a positive ROI per GT box from step 1).
       WARMUP_STEPS: linear learning-rate warm-up steps at the start of training.
       AUGMENT: built-in augmentation (flips, scale jitter) on or off.
       MIXED_PRECISION: None, "mixed_float16" (GPUs; loss scaling on) or "mixed_bfloat16".
@@ -108,7 +110,7 @@ class Config:
     RPN_CONV_CHANNELS = 512
     MASK_HEAD_CHANNELS = 256
     SEED = None
-    ROI_INCLUDE_GT = True
+    ROI_INCLUDE_GT = False
     WARMUP_STEPS = 0
     AUGMENT = False
     TRAIN_SCHEDULE = None

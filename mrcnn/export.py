@@ -353,6 +353,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    from mrcnn.cli_logging import quiet_tensorflow_startup
+
+    quiet_tensorflow_startup()   # before anything imports TensorFlow
     # TensorFlow's INFO lines would name the temporary folder; keep warnings only
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     args = parse_args(argv)

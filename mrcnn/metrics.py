@@ -17,8 +17,11 @@ Deliberate, documented departures from matterport (2019):
 * Rows whose box is all zeros are padding and are dropped from boxes, masks,
   class ids and scores alike (matterport trimmed boxes but kept the first N
   masks, which misaligned them when padding was not trailing).
-* Predictions are ranked by score with a stable sort, so ties keep input order
-  (matterport's default quicksort left tie order unspecified).
+* Tie order is matterport's by default (``ties="matterport"``): predictions ranked by
+  ``np.argsort(scores)[::-1]`` and, per prediction, GTs by ``np.argsort(ious)[::-1]``, so
+  AP equals matterport's on tied scores too (a stable order can differ there).
+  NumPy's default sort leaves the order of equal values to its algorithm (reversed input
+  order for up to 16 values); ``ties="stable"`` keeps equal values in input order instead.
 * Recalls are float64 (matterport: float32); differences are below 1e-7.
 """
 import math
@@ -74,18 +77,17 @@ def compute_overlaps_masks(masks1, masks2):
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def _greedy_match(overlaps, gt_class_ids, pred_class_ids, iou_threshold, score_threshold):
+def _greedy_match(overlaps, gt_orders, gt_class_ids, pred_class_ids, iou_threshold, score_threshold):
     """Matterport's greedy matching on Python lists (fast for per-image sizes).
 
-    overlaps: list of rows (predictions already in descending-score order).
-    Returns (gt_match, pred_match) lists of matched indices or -1.
+    overlaps: list of rows (predictions already in descending-score order); gt_orders: per
+    row, the GT indices by descending IoU. Returns (gt_match, pred_match) lists of matched
+    indices or -1.
     """
     gt_match = [-1] * len(gt_class_ids)
     pred_match = [-1] * len(pred_class_ids)
-    order = range(len(gt_class_ids))
-    for i, row in enumerate(overlaps):
-        # Descending IoU; sorted(reverse=True) is stable, so equal IoUs keep GT order.
-        for j in sorted(order, key=row.__getitem__, reverse=True):
+    for i, (row, order) in enumerate(zip(overlaps, gt_orders)):
+        for j in order:
             iou = row[j]
             if iou < score_threshold or iou < iou_threshold:
                 break
@@ -98,27 +100,41 @@ def _greedy_match(overlaps, gt_class_ids, pred_class_ids, iou_threshold, score_t
     return gt_match, pred_match
 
 
+def _descending(values, ties, axis=-1):
+    """Indices of ``values`` (1-D, or 2-D sorted per row) by descending value.
+
+    ties="matterport": ``np.argsort(values)[::-1]``, matterport's order (equal values come in
+    the reverse of NumPy's default sort). ties="stable": equal values keep input order.
+    """
+    values = np.asarray(values)
+    if ties == "matterport":
+        return np.flip(np.argsort(values, axis=axis), axis=axis)
+    if ties == "stable":
+        return np.argsort(-values, axis=axis, kind="stable")
+    raise ValueError(f"ties must be 'matterport' or 'stable', not {ties!r}")
+
+
 def _as_list(x, dtype=None):
     """Python list of a 1-D sequence (lists pass through: the evaluator's fast path)."""
     return x if isinstance(x, list) else np.asarray(x, dtype=dtype).reshape(-1).tolist()
 
 
 def _match_lists(overlaps, gt_class_ids, pred_class_ids, pred_scores,
-                 iou_threshold, score_threshold):
+                 iou_threshold, score_threshold, ties="matterport"):
     """Shared core: (gt_match list, pred_match list, overlaps rows sorted by score)."""
-    scores = _as_list(pred_scores, np.float64)
     gt_ids, pred_ids = _as_list(gt_class_ids), _as_list(pred_class_ids)
-    # Descending score; sorted(reverse=True) is stable, so ties keep input order.
-    order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
-    rows = np.asarray(overlaps, dtype=np.float64).reshape(len(scores), len(gt_ids)).tolist()
-    rows = [rows[k] for k in order]
-    gt_match, pred_match = _greedy_match(rows, gt_ids, [pred_ids[k] for k in order],
+    # Sorted in the scores' own dtype, as matterport's argsort saw them.
+    order = _descending(np.asarray(pred_scores).reshape(-1), ties).tolist()
+    rows = np.asarray(overlaps, dtype=np.float64).reshape(len(order), len(gt_ids))[order]
+    gt_orders = _descending(rows, ties, axis=1).tolist() if len(gt_ids) else [[]] * len(order)
+    rows = rows.tolist()
+    gt_match, pred_match = _greedy_match(rows, gt_orders, gt_ids, [pred_ids[k] for k in order],
                                          iou_threshold, score_threshold)
     return gt_match, pred_match, rows
 
 
 def compute_matches_from_overlaps(overlaps, gt_class_ids, pred_class_ids, pred_scores,
-                                  iou_threshold=0.5, score_threshold=0.0):
+                                  iou_threshold=0.5, score_threshold=0.0, ties="matterport"):
     """Greedy matterport matching given IoUs in *input* order.
 
     overlaps: [N_pred, N_gt] IoU of each prediction with each GT.
@@ -130,9 +146,10 @@ def compute_matches_from_overlaps(overlaps, gt_class_ids, pred_class_ids, pred_s
     Quirk kept from matterport: per prediction the GTs are visited by descending
     IoU; a GT of another class is skipped (not a stop), the walk stops at the
     first IoU below ``iou_threshold``; IoUs below ``score_threshold`` are ignored.
+    ``ties``: see the module docstring.
     """
     gt_match, pred_match, rows = _match_lists(
-        overlaps, gt_class_ids, pred_class_ids, pred_scores, iou_threshold, score_threshold)
+        overlaps, gt_class_ids, pred_class_ids, pred_scores, iou_threshold, score_threshold, ties)
     return (np.array(gt_match, dtype=np.float64), np.array(pred_match, dtype=np.float64),
             np.array(rows, dtype=np.float64).reshape(len(pred_match), len(gt_match)))
 
@@ -150,7 +167,7 @@ def _select(boxes, class_ids, masks, scores=None):
 
 def compute_matches(gt_boxes, gt_class_ids, gt_masks,
                     pred_boxes, pred_class_ids, pred_scores, pred_masks,
-                    iou_threshold=0.5, score_threshold=0.0):
+                    iou_threshold=0.5, score_threshold=0.0, ties="matterport"):
     """Match one image's predictions to its GT by mask IoU (matterport semantics).
 
     gt_boxes [N, 4], gt_class_ids [N], gt_masks [H, W, N]; pred_boxes [M, 4],
@@ -163,7 +180,7 @@ def compute_matches(gt_boxes, gt_class_ids, gt_masks,
         pred_boxes, pred_class_ids, pred_masks, pred_scores)
     overlaps = compute_overlaps_masks(pred_masks, gt_masks)
     return compute_matches_from_overlaps(overlaps, gt_class_ids, pred_class_ids, pred_scores,
-                                         iou_threshold, score_threshold)
+                                         iou_threshold, score_threshold, ties)
 
 
 def _ap_from_matches(gt_match, pred_match):
@@ -192,14 +209,14 @@ def _ap_from_matches(gt_match, pred_match):
 
 
 def compute_ap_from_overlaps(overlaps, gt_class_ids, pred_class_ids, pred_scores,
-                             iou_threshold=0.5):
+                             iou_threshold=0.5, ties="matterport"):
     """``compute_ap`` given precomputed IoUs [N_pred, N_gt] in input order.
 
     Used by the evaluator, which gets IoUs from RLEs instead of dense masks.
     Returns (ap, precisions, recalls, overlaps) exactly as ``compute_ap``.
     """
     gt_match, pred_match, rows = _match_lists(
-        overlaps, gt_class_ids, pred_class_ids, pred_scores, iou_threshold, 0.0)
+        overlaps, gt_class_ids, pred_class_ids, pred_scores, iou_threshold, 0.0, ties)
     ap, precisions, recalls = _ap_from_matches(gt_match, pred_match)
     return ap, precisions, recalls, np.array(rows, dtype=np.float64).reshape(
         len(pred_match), len(gt_match))
@@ -207,22 +224,22 @@ def compute_ap_from_overlaps(overlaps, gt_class_ids, pred_class_ids, pred_scores
 
 def compute_ap(gt_boxes, gt_class_ids, gt_masks,
                pred_boxes, pred_class_ids, pred_scores, pred_masks,
-               iou_threshold=0.5):
+               iou_threshold=0.5, ties="matterport"):
     """Per-image average precision at one mask-IoU threshold (matterport).
 
     Returns (ap float, precisions [M'+2], recalls [M'+2], overlaps [M', N']).
-    See the module docstring for the values returned on empty inputs.
+    See the module docstring for the values returned on empty inputs and for ``ties``.
     """
     gt_match, pred_match, overlaps = compute_matches(
         gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks,
-        iou_threshold)
+        iou_threshold, ties=ties)
     ap, precisions, recalls = _ap_from_matches(gt_match.tolist(), pred_match.tolist())
     return ap, precisions, recalls, overlaps
 
 
 def compute_ap_range(gt_box, gt_class_id, gt_mask,
                      pred_box, pred_class_id, pred_score, pred_mask,
-                     iou_thresholds=None, verbose=1):
+                     iou_thresholds=None, verbose=1, ties="matterport"):
     """Mean of ``compute_ap`` over IoU thresholds (default 0.5:0.95:0.05). Returns float."""
     if iou_thresholds is None:
         iou_thresholds = np.arange(0.5, 1.0, 0.05)
@@ -232,7 +249,7 @@ def compute_ap_range(gt_box, gt_class_id, gt_mask,
     aps = []
     for t in iou_thresholds:
         ap = compute_ap(gt_box, gt_class_id, gt_mask, pred_box, pred_class_id, pred_score,
-                        pred_mask, iou_threshold=t)[0]
+                        pred_mask, iou_threshold=t, ties=ties)[0]
         if verbose:
             print(f"AP @{t:.2f}:\t {ap:.3f}")
         aps.append(ap)
@@ -261,7 +278,8 @@ def compute_recall(pred_boxes, gt_boxes, iou):
     pred_boxes [M, 4], gt_boxes [N, 4]. Returns (recall float, positive_ids int64 [K]):
     the indices of predictions whose best IoU reaches ``iou``.
     Empty inputs: no GT -> (nan, []) (0/0, as matterport's arithmetic; it crashed
-    instead); GT but no predictions -> (0.0, []).
+    instead); GT but no predictions -> (0.0, []). Ties in IoU go to the first GT
+    (``argmax``), as in matterport.
     """
     gt = np.asarray(gt_boxes).reshape(-1, 4)
     pred = np.asarray(pred_boxes).reshape(-1, 4)

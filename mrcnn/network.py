@@ -19,7 +19,7 @@ from mrcnn.detection import DetectionLayer
 from mrcnn.fpn import build_fpn
 from mrcnn.heads import build_box_head, build_mask_head
 from mrcnn.proposals import ProposalLayer
-from mrcnn.roi_align import PyramidROIAlign
+from mrcnn.roi_align import PyramidROIAlign, molded_shapes
 from mrcnn.rpn import apply_rpn, build_rpn_model
 
 
@@ -35,6 +35,22 @@ def build_feature_model(config):
     return keras.Model(image, pyramid + [logits, probs, deltas], name="mask_rcnn_features")
 
 
+def at_least_one_row(fn, x):
+    """fn(x) for x [N, ...] with N possibly 0: x gets one zero row when empty, which is sliced off.
+
+    Why: oneDNN's BatchNorm and convolutions reject an empty batch ("Incompatible shapes:
+    [16] vs. [0,14,14,32]" in mrcnn_mask_bn1), and an image without detections gives one.
+    Rows are independent at inference (BatchNorm uses its moving statistics), so the padding
+    changes nothing else; padding by zero rows costs nothing when N > 0. Not for training with
+    TRAIN_BN: a padded row would enter the batch statistics (the training graph skips the mask
+    head instead when a batch has no positive ROI).
+    """
+    x = tf.convert_to_tensor(x)
+    n = tf.shape(x)[0]
+    padding = [[0, tf.maximum(1 - n, 0)]] + [[0, 0]] * (x.shape.rank - 1)
+    return fn(tf.pad(x, padding))[:n]
+
+
 class MaskRCNNNet(keras.Model):
     """Keras model for both modes. ``call`` runs inference and returns
     (detections [B, max_det, 6], masks [N, 28, 28] for the valid detections in image-major order,
@@ -44,7 +60,6 @@ class MaskRCNNNet(keras.Model):
         super().__init__(name="mask_rcnn", **kwargs)
         self.config = config
         self.mode = mode
-        image_shape = tuple(int(v) for v in config.IMAGE_SHAPE[:2])
         self.feature_model = build_feature_model(config)
         self.box_head = build_box_head(config.POOL_SIZE, config.TOP_DOWN_PYRAMID_SIZE, config.NUM_CLASSES,
                                        config.FPN_CLASSIF_FC_LAYERS_SIZE, config.TRAIN_BN)
@@ -53,10 +68,8 @@ class MaskRCNNNet(keras.Model):
         proposal_count = config.POST_NMS_ROIS_TRAINING if mode == "training" else config.POST_NMS_ROIS_INFERENCE
         self.proposals = ProposalLayer(proposal_count, config.RPN_NMS_THRESHOLD, config.PRE_NMS_LIMIT,
                                        config.RPN_BBOX_STD_DEV, name="ROI", dtype="float32")
-        self.roi_align_box = PyramidROIAlign((config.POOL_SIZE,) * 2, image_shape, name="roi_align_classifier",
-                                             dtype="float32")
-        self.roi_align_mask = PyramidROIAlign((config.MASK_POOL_SIZE,) * 2, image_shape, name="roi_align_mask",
-                                              dtype="float32")
+        self.roi_align_box = PyramidROIAlign((config.POOL_SIZE,) * 2, name="roi_align_classifier", dtype="float32")
+        self.roi_align_mask = PyramidROIAlign((config.MASK_POOL_SIZE,) * 2, name="roi_align_mask", dtype="float32")
         self.detection = DetectionLayer(config.DETECTION_MAX_INSTANCES, config.DETECTION_MIN_CONFIDENCE,
                                         config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
                                         name="mrcnn_detection", dtype="float32")
@@ -95,26 +108,28 @@ class MaskRCNNNet(keras.Model):
         outs = [tf.cast(o, tf.float32) for o in self.feature_model(images, training=training)]
         return outs[:5], outs[5], outs[6], outs[7]
 
-    def classify(self, rois, pyramid, training=False):
-        """rois [B, R, 4] -> logits [B, R, C], probs [B, R, C], deltas [B, R, C, 4]."""
+    def classify(self, rois, pyramid, image_shapes, training=False):
+        """rois [B, R, 4], image_shapes [B, 2] molded (H, W) -> logits [B, R, C], probs [B, R, C],
+        deltas [B, R, C, 4]."""
         batch = tf.shape(rois)[0]
         r = tf.shape(rois)[1]
         flat = tf.reshape(rois, [-1, 4])
         box_ix = tf.repeat(tf.range(batch), r)
-        pooled = self.roi_align_box(flat, box_ix, pyramid[:4])
+        pooled = self.roi_align_box(flat, box_ix, pyramid[:4], image_shapes)
         logits, probs, deltas = (tf.cast(t, tf.float32) for t in self.box_head(pooled, training=training))
         c = self.config.NUM_CLASSES
         return (tf.reshape(logits, [batch, r, c]), tf.reshape(probs, [batch, r, c]),
                 tf.reshape(deltas, [batch, r, c, 4]))
 
-    def segment(self, boxes, box_ix, class_ids, pyramid, training=False):
-        """Flat boxes [N, 4], their image index [N] and class [N] -> mask probs [N, 28, 28].
+    def segment(self, boxes, box_ix, class_ids, pyramid, image_shapes, training=False):
+        """Flat boxes [N, 4], their image index [N] and class [N], image_shapes [B, 2] molded (H, W)
+        -> mask probs [N, 28, 28]. N may be 0 (see ``at_least_one_row``).
 
         The graph layers are float32 whatever the mixed-precision policy (see ``features``).
         """
-        pooled = self.roi_align_mask(boxes, box_ix, pyramid[:4])
-        masks = tf.cast(self.mask_head(pooled, training=training), tf.float32)  # [N, 28, 28, C]
-        masks = tf.transpose(masks, [0, 3, 1, 2])                         # [N, C, 28, 28]
+        pooled = self.roi_align_mask(boxes, box_ix, pyramid[:4], image_shapes)
+        masks = at_least_one_row(lambda x: self.mask_head(x, training=training), pooled)
+        masks = tf.transpose(tf.cast(masks, tf.float32), [0, 3, 1, 2])   # [N, C, 28, 28]
         return tf.gather(masks, tf.cast(class_ids, tf.int32), batch_dims=1)
 
     def call(self, inputs, training=False):
@@ -122,11 +137,12 @@ class MaskRCNNNet(keras.Model):
         images, windows, anchors = inputs
         pyramid, _, rpn_probs, rpn_deltas = self.features(images, training=False)
         rois = self.proposals(rpn_probs, rpn_deltas, anchors)
-        _, probs, deltas = self.classify(rois, pyramid)
+        shapes = molded_shapes(images)
+        _, probs, deltas = self.classify(rois, pyramid, shapes)
         detections = self.detection(rois, probs, deltas, windows)
         valid = detections[..., 4] > 0
         flat = tf.boolean_mask(detections, valid)
         box_ix = tf.cast(tf.where(valid)[:, 0], tf.int32)
-        masks = self.segment(flat[:, :4], box_ix, flat[:, 4], pyramid)
+        masks = self.segment(flat[:, :4], box_ix, flat[:, 4], pyramid, shapes)
         counts = tf.reduce_sum(tf.cast(valid, tf.int32), axis=1)
         return detections, masks, counts

@@ -4,8 +4,9 @@ Boxes are (y1, x1, y2, x2) in normalised coordinates (matterport's
 ``(pixel - [0, 0, 1, 1]) / ([h, w, h, w] - 1)``); all-zero rows are padding.
 
 Two deliberate changes from matterport:
-- ``ROI_INCLUDE_GT`` (default True): the GT boxes are appended to the proposals
-  (as torchvision / Detectron2 do), so positives exist from the first step.
+- ``ROI_INCLUDE_GT`` (default False, as matterport; configs/*.toml set it): the GT boxes
+  are appended to the proposals (as torchvision / Detectron2 do), so positives exist from
+  the first step.
 - With no positive ROI at all, the ROIs are filled with negatives up to
   TRAIN_ROIS_PER_IMAGE (matterport's ratio rule would give zero ROIs).
 """
@@ -88,7 +89,7 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, config, seed=
     gt_class_ids = tf.boolean_mask(gt_class_ids, keep)
     gt_masks = tf.boolean_mask(gt_masks, keep, axis=2)
 
-    if getattr(config, "ROI_INCLUDE_GT", True):
+    if getattr(config, "ROI_INCLUDE_GT", False):
         proposals = tf.concat([proposals, gt_boxes], axis=0)
 
     n = tf.shape(proposals)[0]

@@ -1,9 +1,12 @@
 """Pyramid ROIAlign: crop each ROI from the FPN level that suits its size.
 
 Level = clip(4 + round(log2(sqrt(h*w) / (224 / sqrt(image_area)))), 2, 5), with h, w the
-normalised ROI size (so sqrt(h*w)*sqrt(image_area) is its side in pixels). Crops use
-``tf.image.crop_and_resize`` (bilinear; samples the box corners at pixel centres, as the
-loaded weights expect).
+normalised ROI size and image_area the pixel area of the ROI's own molded image (after resize
+and padding: ``image_meta``'s image_shape), so sqrt(h*w)*sqrt(image_area) is about the ROI's
+side in pixels. matterport takes the area of the batch's first image; here each ROI uses its
+own image's, which is the same for batches of one molded size (all that ``mold_inputs`` and
+the input pipeline build). Crops use ``tf.image.crop_and_resize`` (bilinear; samples the box
+corners at pixel centres, as the loaded weights expect).
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import tensorflow as tf
 
 
 def roi_levels(boxes, image_area):
-    """boxes [N, 4] normalised, image_area scalar (pixels) -> int32 [N] in 2..5."""
+    """boxes [N, 4] normalised, image_area pixels: scalar or [N] (per ROI) -> int32 [N] in 2..5."""
     h = boxes[:, 2] - boxes[:, 0]
     w = boxes[:, 3] - boxes[:, 1]
     scale = tf.sqrt(tf.maximum(h * w, 1e-12)) / (224.0 / tf.sqrt(tf.cast(image_area, tf.float32)))
@@ -20,22 +23,35 @@ def roi_levels(boxes, image_area):
     return tf.cast(tf.clip_by_value(level, 2.0, 5.0), tf.int32)
 
 
+def molded_shapes(images):
+    """images [B, H, W, C] -> float32 [B, 2]: each image's molded (H, W).
+
+    A batch's images share one molded size (``MaskRCNN.mold_inputs`` refuses mixed sizes and
+    the input pipeline builds one shape), so the tensor's size is every image's
+    ``image_meta`` image_shape.
+    """
+    shape = tf.shape(images)
+    return tf.cast(tf.tile(shape[None, 1:3], [shape[0], 1]), tf.float32)
+
+
 @keras.saving.register_keras_serializable(package="mrcnn")
 class PyramidROIAlign(keras.layers.Layer):
     """Inputs: boxes [N, 4] normalised, box_indices int32 [N] (image of each ROI),
-    feature maps [P2, P3, P4, P5] each [B, h, w, C]; ``image_shape`` (H, W) of the molded image.
+    feature maps [P2, P3, P4, P5] each [B, h, w, C], image_shapes [B, 2] molded (H, W) in
+    pixels per image (``image_meta[:, 4:6]`` or ``molded_shapes(images)``).
     Output: [N, pool, pool, C] in the order of ``boxes``.
     """
 
-    def __init__(self, pool_shape, image_shape, **kwargs):
+    def __init__(self, pool_shape, **kwargs):
         super().__init__(**kwargs)
         self.pool_shape = tuple(int(v) for v in pool_shape)
-        self.image_shape = tuple(int(v) for v in image_shape[:2])
 
-    def call(self, boxes, box_indices, feature_maps):
+    def call(self, boxes, box_indices, feature_maps, image_shapes):
         boxes = tf.stop_gradient(boxes)
         box_indices = tf.stop_gradient(tf.cast(box_indices, tf.int32))
-        levels = roi_levels(boxes, self.image_shape[0] * self.image_shape[1])
+        image_shapes = tf.cast(image_shapes, tf.float32)
+        areas = tf.gather(image_shapes[:, 0] * image_shapes[:, 1], box_indices)   # [N]
+        levels = roi_levels(boxes, areas)
         positions, crops = [], []
         for i, fmap in enumerate(feature_maps):
             ix = tf.cast(tf.where(tf.equal(levels, i + 2))[:, 0], tf.int32)
@@ -46,10 +62,10 @@ class PyramidROIAlign(keras.layers.Layer):
         # dynamic_stitch puts every crop back at its ROI's position.
         return tf.dynamic_stitch(positions, crops)
 
-    def compute_output_shape(self, boxes_shape, _, feature_shapes):
+    def compute_output_shape(self, boxes_shape, _, feature_shapes, *__):
         return (boxes_shape[0],) + self.pool_shape + (feature_shapes[0][-1],)
 
     def get_config(self):
         config = super().get_config()
-        config.update(pool_shape=list(self.pool_shape), image_shape=list(self.image_shape))
+        config.update(pool_shape=list(self.pool_shape))
         return config

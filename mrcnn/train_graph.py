@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from mrcnn import losses as L
 from mrcnn.proposal_targets import batch_detection_targets, target_sizes
+from mrcnn.roi_align import molded_shapes
 
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
@@ -28,7 +29,8 @@ def compute_losses(net, batch, anchors, config, training, seed=None):
     rois, roi_class_ids, roi_deltas, mask_targets, num_pos = batch_detection_targets(
         rpn_rois, batch["gt_class_ids"], batch["gt_boxes"], tf.cast(batch["gt_masks"], tf.float32),
         config, seed=seed)
-    logits, _, deltas = net.classify(rois, pyramid, training=training)
+    shapes = molded_shapes(images)   # the pyramid level uses each image's molded area
+    logits, _, deltas = net.classify(rois, pyramid, shapes, training=training)
 
     # Positives sit in rows [0, num_pos) of each image's ROIs; gather them across the batch.
     _, p = target_sizes(config)
@@ -39,7 +41,7 @@ def compute_losses(net, batch, anchors, config, training, seed=None):
     pos_targets = tf.boolean_mask(mask_targets, valid)                        # [M, 28, 28]
 
     def mask_loss():
-        pooled = net.roi_align_mask(pos_rois, pos_image, pyramid[:4])
+        pooled = net.roi_align_mask(pos_rois, pos_image, pyramid[:4], shapes)
         pred_masks = tf.cast(net.mask_head(pooled, training=training), tf.float32)  # [M, 28, 28, C]
         return L.mrcnn_mask_loss(pos_targets, pos_class, pred_masks, tf.ones_like(pos_class, tf.bool))
 

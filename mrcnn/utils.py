@@ -185,15 +185,19 @@ def compute_overlaps(boxes1, boxes2):
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def non_max_suppression(boxes, scores, threshold):
+def non_max_suppression(boxes, scores, threshold, ties="stable"):
     """Greedy NMS. boxes [N, 4], scores [N]; drops boxes with IoU > threshold
     against a kept higher-scoring box. Returns int32 indices of kept boxes,
-    highest score first."""
+    highest score first. ties="stable": equal scores keep input order;
+    ties="matterport": matterport's ``scores.argsort()[::-1]`` order."""
     boxes = np.asarray(boxes)
     if boxes.dtype.kind != "f":
         boxes = boxes.astype(np.float32)
     area = _areas(boxes)
-    order = np.argsort(-np.asarray(scores), kind="stable")
+    if ties not in ("stable", "matterport"):
+        raise ValueError(f"ties must be 'stable' or 'matterport', not {ties!r}")
+    scores = np.asarray(scores)
+    order = np.argsort(-scores, kind="stable") if ties == "stable" else np.argsort(scores)[::-1]
     keep = []
     while order.size > 0:
         i = order[0]

@@ -26,7 +26,7 @@ DOC_DEFAULTS = dict(
                                    "mrcnn_bbox_loss", "mrcnn_mask_loss")},
     TRAIN_BN=False, USE_RPN_ROIS=True,
     RPN_CONV_CHANNELS=512, MASK_HEAD_CHANNELS=256, SEED=None, COMPUTE_BACKBONE_SHAPE=None,
-    ROI_INCLUDE_GT=True, WARMUP_STEPS=0, AUGMENT=False, TRAIN_SCHEDULE=None)
+    ROI_INCLUDE_GT=False, WARMUP_STEPS=0, AUGMENT=False, TRAIN_SCHEDULE=None)
 
 
 def my_backbone(image, stage5=True, train_bn=False):

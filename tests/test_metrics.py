@@ -203,3 +203,70 @@ def test_compute_recall_hand_values():
     assert metrics.compute_recall(np.zeros((0, 4)), gt, 0.5)[0] == 0.0
     r, ids = metrics.compute_recall(pred, np.zeros((0, 4)), 0.5)
     assert np.isnan(r) and ids.size == 0
+
+
+# ----------------------------------------------------------- matterport's tie order
+def _matterport_ap(gt_class_ids, pred_class_ids, pred_scores, overlaps, iou_threshold=0.5):
+    """NumPy transcription of matterport's compute_matches + compute_ap (3deaec5) from IoUs
+    [N_pred, N_gt] in input order, with its argsort()[::-1] orders."""
+    idx = np.argsort(pred_scores)[::-1]
+    pred_class_ids, overlaps = np.asarray(pred_class_ids)[idx], np.asarray(overlaps)[idx]
+    pred_match, gt_match = -np.ones(len(idx)), -np.ones(len(gt_class_ids))
+    for i in range(len(idx)):
+        for j in np.argsort(overlaps[i])[::-1]:
+            if gt_match[j] > -1:
+                continue
+            if overlaps[i, j] < iou_threshold:
+                break
+            if pred_class_ids[i] == gt_class_ids[j]:
+                gt_match[j], pred_match[i] = i, j
+                break
+    precisions = np.cumsum(pred_match > -1) / (np.arange(len(pred_match)) + 1)
+    recalls = np.cumsum(pred_match > -1).astype(np.float32) / len(gt_match)
+    precisions = np.concatenate([[0], precisions, [0]])
+    recalls = np.concatenate([[0], recalls, [1]])
+    for i in range(len(precisions) - 2, -1, -1):
+        precisions[i] = max(precisions[i], precisions[i + 1])
+    steps = np.where(recalls[:-1] != recalls[1:])[0] + 1
+    return float(np.sum((recalls[steps] - recalls[steps - 1]) * precisions[steps]))
+
+
+def test_tied_scores_rank_as_matterport_by_default():
+    # One GT; a miss and a hit with the same score. matterport's argsort()[::-1] puts the
+    # later prediction (the hit) first: AP 1. A stable order puts the miss first: AP 0.5.
+    gt = _inst([[0, 0, 10, 10]], [1])
+    pred = _inst([[20, 20, 30, 30], [0, 0, 10, 10]], [1, 1], scores=[0.9, 0.9])
+    assert metrics.compute_ap(*gt, *pred)[0] == 1.0
+    assert metrics.compute_ap(*gt, *pred, ties="stable")[0] == 0.5
+    assert metrics.compute_ap_range(*gt, *pred, iou_thresholds=[0.5, 0.7], verbose=0) == 1.0
+    assert metrics.compute_ap_range(*gt, *pred, iou_thresholds=[0.5], verbose=0, ties="stable") == 0.5
+    with pytest.raises(ValueError, match="ties"):
+        metrics.compute_ap(*gt, *pred, ties="random")
+
+
+@pytest.mark.parametrize("n_pred", [6, 40])   # up to 16 and beyond NumPy's insertion-sort size
+def test_many_ties_equal_matterports_ap(n_pred):
+    """Scores on a coarse grid (many ties), tied IoUs (duplicate GTs): equal to matterport."""
+    rng = np.random.default_rng(n_pred)
+    for _ in range(20):
+        n_gt = int(rng.integers(1, 8))
+        gt_ids = rng.integers(1, 3, n_gt)
+        overlaps = rng.choice([0.0, 0.3, 0.5, 0.6, 0.8], (n_pred, n_gt))
+        overlaps[:, -1] = overlaps[:, 0]            # a duplicate GT: tied IoUs
+        gt_ids[-1] = gt_ids[0]
+        pred_ids = rng.integers(1, 3, n_pred)
+        scores = rng.choice([0.5, 0.7, 0.9], n_pred).astype(np.float32)
+        want = _matterport_ap(gt_ids, pred_ids, scores, overlaps)
+        got = metrics.compute_ap_from_overlaps(overlaps, gt_ids, pred_ids, scores)[0]
+        assert got == pytest.approx(want, abs=1e-7)
+
+
+def test_non_max_suppression_tie_order_option():
+    """Three identical boxes with one score: the stable order keeps the first, matterport's
+    argsort()[::-1] the last."""
+    from mrcnn import utils
+
+    boxes = np.array([[0, 0, 10, 10]] * 3, np.float32)
+    scores = np.array([0.5, 0.5, 0.5], np.float32)
+    assert utils.non_max_suppression(boxes, scores, 0.5).tolist() == [0]
+    assert utils.non_max_suppression(boxes, scores, 0.5, ties="matterport").tolist() == [2]

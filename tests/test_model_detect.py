@@ -132,3 +132,43 @@ def test_bad_input_and_wrong_mode(tmp_path, model):
         model.detect([np.zeros((32, 32), np.uint8)])
     with pytest.raises(ValueError, match="mode='inference'"):
         MaskRCNN(mode="training", config=tiny_config(), model_dir=str(tmp_path)).detect([random_image(64, 64)])
+
+
+def test_zero_detections_in_a_batch_of_two(tmp_path):
+    """Both images empty, then one empty and one not: the mask head never sees an empty batch
+    (oneDNN rejects one; ``make test`` runs this with TF_ENABLE_ONEDNN_OPTS=0 and =1)."""
+    m = tiny_model(tiny_config(IMAGES_PER_GPU=2, DETECTION_MIN_CONFIDENCE=0.5), model_dir=tmp_path,
+                   foreground=False)
+    _set_class_bias(m, 1.0)
+    images = [random_image(100, 80, seed=4), random_image(90, 120, seed=5)]
+    for image, r in zip(images, m.detect(images)):
+        assert check_result(r, image.shape, 4, 20) == 0
+        assert r["masks"].shape == image.shape[:2] + (0,)
+    _set_class_bias(m, 2.0)
+    assert all(check_result(r, im.shape, 4, 20) > 0 for im, r in zip(images, m.detect(images)))
+
+
+def test_pyramid_level_uses_the_molded_size_in_pad64(tmp_path, monkeypatch):
+    """The network gives ROIAlign the molded image's area (image_meta's image_shape), not
+    IMAGE_SHAPE's: a 64x192 molded image in pad64 mode with IMAGE_MAX_DIM=128."""
+    import tensorflow as tf
+
+    from mrcnn import roi_align
+
+    m = tiny_model(tiny_config(IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=128),
+                   model_dir=tmp_path)
+    image = random_image(60, 128, seed=3)
+    molded, metas, windows = m.mold_inputs([image])
+    areas, real = [], roi_align.roi_levels
+
+    def spy(boxes, image_area):
+        areas.append(np.unique(np.asarray(image_area)))
+        return real(boxes, image_area)
+
+    monkeypatch.setattr(roi_align, "roi_levels", spy)
+    shape = molded.shape[1:3]
+    norm_windows = utils.norm_boxes(windows, shape).astype(np.float32)
+    m.keras_model((tf.constant(molded), tf.constant(norm_windows), tf.constant(m.get_anchors(shape))))
+    expected = float(np.prod(utils.parse_image_meta(metas)["image_shape"][0][:2]))
+    assert expected == 64 * 192 != np.prod(m.config.IMAGE_SHAPE[:2])   # 60x128 -> 64x137 -> 64x192
+    assert len(areas) == 2 and all(a.tolist() == [expected] for a in areas)   # box and mask ROIAlign

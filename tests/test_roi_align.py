@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn.roi_align import PyramidROIAlign, roi_levels
+from mrcnn import utils
+from mrcnn.roi_align import PyramidROIAlign, molded_shapes, roi_levels
 from tests.helpers import check_layer_config_roundtrip
 
 
@@ -82,8 +83,8 @@ def test_matches_reference_and_keeps_input_order():
         levels.append(int(np.clip(4 + round(math.log2(side / 224)), 2, 5)))
     boxes = np.array(boxes, np.float32)
     box_ix = np.array([k % 2 for k in range(len(sides))], np.int32)
-    layer = PyramidROIAlign((7, 7), (image, image))
-    got = layer(boxes, box_ix, maps).numpy()
+    layer = PyramidROIAlign((7, 7))
+    got = layer(boxes, box_ix, maps, np.full((2, 2), image, np.float32)).numpy()
     assert got.shape == (len(sides), 7, 7, 3)
     assert sorted(set(levels)) == [2, 3, 4, 5]
     np.testing.assert_array_equal(roi_levels(tf.constant(boxes), image * image).numpy(), levels)
@@ -100,16 +101,106 @@ def test_each_roi_reads_its_own_level_and_image():
     sides = [400, 10, 230, 100, 450, 60]
     boxes = np.array([pixel_box(256, 256, s, image=512) for s in sides], np.float32)
     box_ix = np.array([1, 0, 0, 1, 1, 0], np.int32)
-    got = PyramidROIAlign((3, 3), (512, 512))(boxes, box_ix, maps).numpy()
+    got = PyramidROIAlign((3, 3))(boxes, box_ix, maps, np.full((2, 2), 512, np.float32)).numpy()
     np.testing.assert_array_equal(got[:, 1, 1, 0], 10 * np.array([5, 2, 4, 3, 5, 2]) + box_ix)
 
 
 def test_empty_rois():
     maps = [np.zeros((1, s, s, 2), np.float32) for s in (16, 8, 4, 2)]
-    got = PyramidROIAlign((7, 7), (64, 64))(np.zeros((0, 4), np.float32), np.zeros((0,), np.int32), maps)
+    got = PyramidROIAlign((7, 7))(np.zeros((0, 4), np.float32), np.zeros((0,), np.int32), maps, np.full((1, 2), 64, np.float32))
     assert got.shape == (0, 7, 7, 2)
 
 
 def test_config_roundtrip():
-    clone = check_layer_config_roundtrip(PyramidROIAlign((14, 14), (512, 384, 3), name="roi_align_mask"))
-    assert clone.pool_shape == (14, 14) and clone.image_shape == (512, 384)
+    clone = check_layer_config_roundtrip(PyramidROIAlign((14, 14), name="roi_align_mask"))
+    assert clone.pool_shape == (14, 14)
+
+
+# ------------------------------------------------------------------ level from the molded image's size
+def matterport_levels(boxes, image_shape):
+    """NumPy version of matterport's PyramidROIAlign level (model.py, master 3deaec5):
+    image_area from image_meta's image_shape, tf.round (half to even, like np.round)."""
+    h, w = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    area = float(image_shape[0] * image_shape[1])
+    with np.errstate(divide="ignore"):
+        level = np.log2(np.sqrt(h * w) / (224.0 / np.sqrt(area)))
+    return np.minimum(5, np.maximum(2, 4 + np.round(level))).astype(int)
+
+
+def level_maps(shape, batch=1):
+    """P2..P5 for a molded (H, W), each constant at its level number: a crop reads its level."""
+    return [np.full((batch, shape[0] // s, shape[1] // s, 1), s.bit_length() - 1, np.float32)
+            for s in (4, 8, 16, 32)]
+
+
+def disagreeing_boxes(molded, configured, count=4000, seed=0):
+    """Random boxes inside the molded image whose level differs between the molded area
+    (matterport) and the configured IMAGE_SHAPE area (the old formula here)."""
+    rng = np.random.default_rng(seed)
+    side = rng.uniform(20, 600, count)
+    aspect = rng.uniform(0.5, 2, count)
+    hh = np.minimum(side * np.sqrt(aspect), molded[0] - 2)
+    ww = np.minimum(side / np.sqrt(aspect), molded[1] - 2)
+    y1, x1 = rng.uniform(0, molded[0] - hh), rng.uniform(0, molded[1] - ww)
+    boxes = np.stack([y1 / molded[0], x1 / molded[1], (y1 + hh) / molded[0], (x1 + ww) / molded[1]], 1)
+    boxes = boxes.astype(np.float32)
+    differ = matterport_levels(boxes, molded) != matterport_levels(boxes, configured)
+    return boxes, differ
+
+
+@pytest.mark.parametrize("mode,original,min_dim,max_dim", [
+    ("pad64", (448, 640), 384, 512),   # the issue's example: molded 384x512, IMAGE_SHAPE 512x512
+    ("none", (320, 448), 800, 1024),   # molded = original 320x448, IMAGE_SHAPE 1024x1024
+])
+def test_level_uses_the_molded_image_size_from_image_meta(mode, original, min_dim, max_dim):
+    molded, window, scale, _, _ = utils.resize_image(np.zeros(original + (3,), np.uint8), min_dim=min_dim,
+                                                     max_dim=max_dim, mode=mode)
+    meta = utils.compose_image_meta(0, original + (3,), molded.shape, window, scale, np.zeros(2, np.int32))
+    image_shape = utils.parse_image_meta(meta[None])["image_shape"][0][:2]
+    assert tuple(image_shape) == molded.shape[:2] != (max_dim, max_dim)
+    boxes, differ = disagreeing_boxes(molded.shape[:2], (max_dim, max_dim))
+    assert differ.sum() >= 20, "the case must separate the two formulas"
+    want = matterport_levels(boxes, image_shape)
+    layer = PyramidROIAlign((3, 3))
+    got = layer(boxes, np.zeros(len(boxes), np.int32), level_maps(molded.shape[:2]), image_shape[None]).numpy()
+    np.testing.assert_array_equal(got[:, 1, 1, 0], want)
+    np.testing.assert_array_equal(roi_levels(tf.constant(boxes), float(np.prod(image_shape))).numpy(), want)
+    # molded_shapes(images) is what the network passes: the batch tensor's own size.
+    images = tf.zeros((2,) + molded.shape, tf.float32)
+    np.testing.assert_array_equal(molded_shapes(images).numpy(), [image_shape, image_shape])
+
+
+def test_each_roi_uses_its_own_images_area():
+    """Per image, not the first image's (matterport): ROIs of image 1 use image 1's area."""
+    boxes = np.array([pixel_box(100, 100, 112, image=448)] * 2, np.float32)
+    shapes = np.array([[448, 448], [896, 896]], np.float32)   # 112 px vs 224 px sides
+    got = PyramidROIAlign((3, 3))(boxes, np.array([0, 1], np.int32), level_maps((448, 448), 2), shapes)
+    assert got.numpy()[:, 1, 1, 0].tolist() == [3, 4]
+
+
+def test_training_graph_uses_the_molded_size(tmp_path, monkeypatch):
+    """compute_losses gives ROIAlign the batch's molded area (64x64 images), not IMAGE_SHAPE's
+    (128x128 in this pad64 config), for the box head and the mask head."""
+    from mrcnn import roi_align
+    from mrcnn.anchors import get_anchors
+    from mrcnn.data_pipeline import InputPipeline
+    from mrcnn.model import MaskRCNN
+    from mrcnn.train_graph import compute_losses
+    from tests.train_helpers import first_batch, shapes, train_config
+
+    small = train_config()
+    ds = shapes(2, seed=21)
+    batch = first_batch(InputPipeline(ds, small, ds.image_ids, seed=1))
+    config = train_config(IMAGE_RESIZE_MODE="pad64", IMAGE_MAX_DIM=128)
+    net = MaskRCNN("training", config, str(tmp_path)).keras_model
+    areas, real = [], roi_align.roi_levels
+
+    def spy(boxes, image_area):
+        areas.append(np.unique(np.asarray(image_area)).tolist())
+        return real(boxes, image_area)
+
+    monkeypatch.setattr(roi_align, "roi_levels", spy)
+    anchors = tf.constant(get_anchors(small, (64, 64), normalized=True))
+    compute_losses(net, batch, anchors, config, training=True, seed=tf.constant([1, 0], tf.int64))
+    assert tuple(config.IMAGE_SHAPE[:2]) == (128, 128)
+    assert areas == [[64.0 * 64]] * 2
