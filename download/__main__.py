@@ -47,11 +47,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     if args.max_pixels is not None:
-        from dataset.pixels import set_max_pixels
+        from mrcnn.pixels import set_max_pixels
         set_max_pixels(args.max_pixels)
-    from download.classes import ClassResolutionError
-    from download.core import download_class
-    from download.net import FetchError
+    from .classes import ClassResolutionError
+    from .core import download_class
+    from .net import FetchError
     status = 0
     for name in args.classes:
         try:

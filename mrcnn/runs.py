@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 
-from download.fsutil import atomic_open, atomic_path
+from mrcnn.fsio import atomic_open, atomic_path
 
 STATE = "state.json"
 RESULTS_CSV = "results.csv"
