@@ -51,7 +51,7 @@ def main(argv=None) -> int:
         set_max_pixels(args.max_pixels)
     from .classes import ClassResolutionError
     from .core import download_class
-    from .net import FetchError
+    from .net import FetchError, Unreachable
     status = 0
     for name in args.classes:
         try:
@@ -63,6 +63,14 @@ def main(argv=None) -> int:
             print("error: %s" % e, file=sys.stderr)
             status = 2
             continue
+        except KeyboardInterrupt:
+            print("\ninterrupted: what was fetched is kept (complete files only); run the same command "
+                  "again to resume", file=sys.stderr)
+            return 130
+        except Unreachable as e:
+            print("error: cannot reach %s (%s); use a mirror: --base-url/--images-url, or "
+                  "OPENIMAGES_BASE_URL/OPENIMAGES_IMAGES_URL" % (e.url, e.reason), file=sys.stderr)
+            return 1
         except FetchError as e:
             print("error: %s%s" % (e, "\n(rerun the same command to resume)" if e.resumable else ""),
                   file=sys.stderr)

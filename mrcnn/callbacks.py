@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import keras
 import numpy as np
@@ -63,6 +64,36 @@ class EvaluationCallback(keras.callbacks.Callback):
         writer.flush()
 
 
+def current_lr(train_model):
+    """The optimizer's learning rate now (after warm-up steps), or NaN if there is none yet."""
+    opt = getattr(getattr(train_model, "_trainer", None), "optimizer", None)
+    try:
+        return float(keras.ops.convert_to_numpy(opt.learning_rate))
+    except (AttributeError, TypeError, ValueError):
+        return float("nan")
+
+
+_SHORT = (("loss", "loss"), ("rpn_class_loss", "rpn_cls"), ("rpn_bbox_loss", "rpn_box"),
+          ("mrcnn_class_loss", "cls"), ("mrcnn_bbox_loss", "box"), ("mrcnn_mask_loss", "mask"))
+
+
+def epoch_line(row, total=None):
+    """``epoch 3/20  loss 0.81/0.90  rpn_cls ... mask 0.21/0.25  segm_AP 0.512  bbox_AP 0.480
+    lr 0.001  42.1s``: train/validation per loss, like Keras' and YOLO's per-epoch lines."""
+    parts = [f"epoch {row['epoch']}/{total}" if total else f"epoch {row['epoch']}"]
+    for key, short in _SHORT:
+        if key in row:
+            val = row.get("val_" + key)
+            parts.append(f"{short} {row[key]:.3f}" + (f"/{val:.3f}" if val is not None else ""))
+    for key in ("val_segm_AP", "val_bbox_AP"):
+        if key in row and row[key] >= 0:
+            parts.append(f"{key[4:]} {row[key]:.3f}")
+    if np.isfinite(row.get("lr", np.nan)):
+        parts.append(f"lr {row['lr']:.3g}")
+    parts.append(f"{row.get('time', 0):.1f}s")
+    return "  ".join(parts)
+
+
 def _read_png(path):
     from PIL import Image
 
@@ -71,13 +102,19 @@ def _read_png(path):
 
 
 class RunLogger(keras.callbacks.Callback):
-    """results.csv / results.png each epoch, best.h5 / last.h5 copies and state.json updates."""
+    """results.csv / results.png each epoch, best.h5 / last.h5 copies and state.json updates,
+    and one line per epoch that stays on screen (``verbose``): losses, validation AP, LR, time."""
 
-    def __init__(self, train_model, state, metric="val_segm_AP"):
+    def __init__(self, train_model, state, metric="val_segm_AP", verbose=True):
         super().__init__()
         self.train_model = train_model
         self.state = state
         self.metric = metric
+        self.verbose = verbose
+        self._started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
@@ -85,6 +122,10 @@ class RunLogger(keras.callbacks.Callback):
         ckpt = logs.pop("checkpoint", None)
         row = {"epoch": epoch + 1}
         row.update({k: float(v) for k, v in logs.items() if isinstance(v, (int, float, np.floating))})
+        row["lr"] = current_lr(self.train_model)
+        row["time"] = round(time.monotonic() - (self._started or time.monotonic()), 2)
+        if self.verbose:
+            print(epoch_line(row, self.state.get("epochs")), flush=True)
         runs.append_results(run_dir, row)
         try:
             runs.plot_results(run_dir)

@@ -154,7 +154,8 @@ def run(args):
     if args.mixed_precision:
         config.update({"MIXED_PRECISION": "mixed_float16"})
     datasets = load_splits(args.data, classes, args.limit, args.seed)
-    report_data(datasets)
+    if not args.quiet:
+        report_data(datasets)
 
     import keras
 
@@ -192,12 +193,14 @@ def train_stages(model, datasets, state, args):
     from mrcnn.callbacks import EvaluationCallback, RunLogger
     from mrcnn.schedule import stages_from
 
-    callbacks = [EvaluationCallback(model, datasets["validation"], limit=args.eval_limit, progress=not args.quiet),
-                 RunLogger(model, state)]
-    model.progress = not args.quiet
+    bars = not args.quiet and sys.stderr.isatty()  # no TTY (a log file): the epoch lines only
+    callbacks = [EvaluationCallback(model, datasets["validation"], limit=args.eval_limit, progress=bars),
+                 RunLogger(model, state, verbose=not args.quiet)]
+    model.progress = bars
     try:
         for stage in stages_from(state["schedule"], model.epoch):
-            print(f"\nStage: layers={stage['layers']} to epoch {stage['epochs']} at lr {stage['learning_rate']:g}")
+            if not args.quiet:
+                print(f"\nStage: layers={stage['layers']} to epoch {stage['epochs']} at lr {stage['learning_rate']:g}")
             model.train(datasets["train"], datasets["validation"], stage["learning_rate"], stage["epochs"],
                         stage["layers"], custom_callbacks=callbacks)
     except KeyboardInterrupt:

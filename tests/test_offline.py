@@ -107,3 +107,23 @@ def test_coco_weights_download_resumes_from_the_part_file(tmp_path):
         server.stop()
     assert out.read_bytes() == data and not (tmp_path / "cache" / "w.h5.part").exists()
     assert len(ranges) == 1 and server.bytes_sent() == len(data) - len(data) // 2
+
+
+def test_ctrl_c_in_a_download_stops_cleanly_and_says_how_to_resume(tmp_path):
+    import signal
+
+    from download.mirror import build_mirror
+    from download.mirror.testing import running
+
+    build_mirror(str(tmp_path / "mirror"), images_per_split=6, image_classes=["Cat"])
+    with running(str(tmp_path / "mirror"), latency_ms=150) as srv:
+        proc = subprocess.Popen([sys.executable, "-m", "download", "--class", "Cat", "--out", str(tmp_path / "data"),
+                                 "--base-url", srv.base_url, "--images-url", srv.images_url, "--workers", "2"],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while len(srv.log) < 8 and time.monotonic() < deadline:  # well into the download
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "run the same command again to resume" in err

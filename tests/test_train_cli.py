@@ -142,6 +142,9 @@ def test_download_train_one_epoch_and_evaluate(env, tmp_path):
     (step, tb_val), = tb_scalars(os.path.join(run, "validation"), "loss")
     assert step == 1 and tb_val == pytest.approx(val_loss, rel=1e-4)
     assert "Summary" in proc.stdout and "matterport" in proc.stdout
+    # --quiet and no TTY: no bars (no carriage returns), no per-epoch lines; LR and time recorded.
+    assert "\r" not in proc.stdout + proc.stderr and "epoch 1/1" not in proc.stdout
+    assert float(rows[0]["lr"]) > 0 and float(rows[0]["time"]) > 0
 
 
 @pytest.fixture(scope="module")
