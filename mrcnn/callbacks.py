@@ -132,13 +132,15 @@ class RunLogger(keras.callbacks.Callback):
         except Exception as exc:  # noqa: BLE001 - a plot must never stop training
             log.warning("Could not draw results.png: %s", exc)
         if ckpt:
-            runs.atomic_copy(ckpt, os.path.join(run_dir, "last.h5"))
+            runs.link_or_copy(ckpt, os.path.join(run_dir, "last.h5"))
             name = next((k for k in (self.metric, "val_loss", "loss") if k in logs), None)
             value = logs.get(name)
             if self._better(name, value):
-                runs.atomic_copy(ckpt, os.path.join(run_dir, "best.h5"))
+                runs.link_or_copy(ckpt, os.path.join(run_dir, "best.h5"))
                 self.state["best"] = {"epoch": epoch + 1, "metric": name,
                                       "value": None if value is None else float(value)}
+            keep = getattr(self.train_model.config, "KEEP_CHECKPOINTS", 0)
+            runs.prune_checkpoints(run_dir, keep, (self.state.get("best") or {}).get("epoch"))
         self.state["completed_epoch"] = epoch + 1
         runs.write_state(run_dir, self.state)
 

@@ -3,7 +3,8 @@
     config.toml          resolved config + [run] table (git commit, package versions)
     state.json           CLI state: args, classes, schedule, completed epoch, best epoch/metric
     mask_rcnn_{name}_{epoch:04d}.h5   one checkpoint per epoch (``find_last`` reads these)
-    best.h5, last.h5     copies of the best (validation mask AP) and the newest checkpoint
+    best.h5, last.h5     hard links (copies where links fail) to the best (validation mask AP)
+                         and the newest checkpoint; KEEP_CHECKPOINTS prunes the other epochs
     results.csv/.png     one row per epoch: losses, validation losses, validation AP; curves
     train/, validation/  TensorBoard event files
 
@@ -15,6 +16,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 
 from mrcnn.fsio import atomic_open, atomic_path
@@ -42,6 +44,39 @@ def claim_run_dir(path):
 def atomic_write_text(path, text):
     with atomic_open(path, "w") as f:
         f.write(text)
+
+
+def link_or_copy(src, dst):
+    """``dst`` as a hard link to ``src`` (no extra disk), atomically; a copy where the filesystem
+    has no hard links. Safe because every checkpoint is written as a new file (atomic rename),
+    never in place: a later epoch never changes what ``best.h5`` holds."""
+    tmp = f"{dst}.tmp-link"
+    try:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.link(src, tmp)
+        os.replace(tmp, dst)
+    except OSError:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        atomic_copy(src, dst)
+
+
+def prune_checkpoints(run_dir, keep, best_epoch=None):
+    """Delete epoch checkpoints but the newest ``keep`` and the one of ``best_epoch``
+    (``keep`` 0: keep all, matterport's behaviour); the deleted paths."""
+    if not keep:
+        return []
+    ckpts = checkpoints(run_dir)
+    keep_set = set(ckpts[-int(keep):])
+    removed = []
+    for path in ckpts:
+        m = re.search(r"_(\d{4,})\.h5$", path)
+        if path in keep_set or (m and best_epoch is not None and int(m.group(1)) == int(best_epoch)):
+            continue
+        os.unlink(path)
+        removed.append(path)
+    return removed
 
 
 def atomic_copy(src, dst):
@@ -148,9 +183,9 @@ def newest_run(logs_dir):
 
 
 def checkpoints(run_dir):
-    """Epoch checkpoints of a run, oldest first."""
+    """Epoch checkpoints (``mask_rcnn_{name}_{epoch:04d}.h5``) of a run, oldest first."""
     return sorted(os.path.join(run_dir, f) for f in os.listdir(run_dir)
-                  if f.startswith("mask_rcnn_") and f.endswith(".h5"))
+                  if re.fullmatch(r"mask_rcnn_.*_\d{4,}\.h5", f))
 
 
 def newest_complete_checkpoint(run_dir):
