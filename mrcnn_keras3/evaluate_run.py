@@ -11,6 +11,7 @@ import os
 import re
 import sys
 
+from . import coco
 from .cli import UsageError
 from .weights import check_weights_file
 
@@ -24,6 +25,8 @@ def resolve_run(args):
     from mrcnn import runs
 
     run = args.run
+    if args.weights == "coco":
+        return resolve_coco(args, None)
     if args.weights is not None:
         check_weights_file(args.weights)
     if run is None and args.weights is None:
@@ -35,6 +38,8 @@ def resolve_run(args):
         folder = os.path.dirname(os.path.abspath(args.weights))
         if os.path.isfile(os.path.join(folder, "config.toml")):
             run = folder
+        elif coco.coco_mode(args.weights, args.weights, None):
+            return resolve_coco(args, args.weights)
         elif not args.config:
             raise UsageError(f"--weights {args.weights} is not inside a run folder (no config.toml "
                              f"beside it): pass --config TOML or --run DIR to say how the model is built.")
@@ -56,6 +61,17 @@ def resolve_run(args):
             raise UsageError(f"{e} Train it further, or pass --weights PATH.") from None
     check_weights_file(weights)
     return run, state, config, weights
+
+
+def resolve_coco(args, weights):
+    """matterport's COCO model: its config (or ``--config``) and COCO's 81 class names;
+    ``--weights coco`` downloads mask_rcnn_coco.h5 once (resumable)."""
+    from .data import resolve_config_path
+    from .weights import fetch_coco
+
+    config = resolve_config_path(args.config) if args.config else coco.config_path()
+    weights = weights or fetch_coco(progress=True)
+    return None, {"class_names": list(coco.CLASS_NAMES), "coco": True}, config, weights
 
 
 def load_config(path, min_confidence):
