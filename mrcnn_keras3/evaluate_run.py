@@ -240,7 +240,15 @@ def log_tensorboard(event_dir, scalars, image_paths, step):
 
 
 def final_evaluation(run_dir, logs):
-    """Score a run's best checkpoint on the held-out test split (the evaluate command's path)."""
-    from .evaluate_cli import main
+    """Score a run's best checkpoint on the held-out test split (what the evaluate command does
+    with ``--run RUN --split test``)."""
+    import argparse
 
-    return main(["--run", run_dir, "--split", "test", "--logs", logs])
+    args = argparse.Namespace(**dict(EVAL_DEFAULTS, run=run_dir, logs=logs, split="test"))
+    return evaluate(args, *resolve_run(args))
+
+
+# The evaluate command's defaults, for callers that skip its parser.
+EVAL_DEFAULTS = dict(run=None, weights=None, config=None, logs="logs", data=None, split="test", classes=None,
+                     limit=None, min_confidence=None, overlays=8, out=None, no_tensorboard=False, image=None,
+                     splash=False, max_pixels=None)
