@@ -58,9 +58,10 @@ class EvaluationCallback(keras.callbacks.Callback):
         writer = tf.summary.create_file_writer(os.path.join(self.train_model.log_dir, "validation"))
         with writer.as_default():
             for k, v in flat.items():
-                tf.summary.scalar(k[4:], v, step=epoch + 1)
+                if v >= 0:  # COCO's -1: no objects of that size, not a score
+                    tf.summary.scalar(runs.summary_tag(k), v, step=epoch + 1)
             for i, path in enumerate(overlays):
-                tf.summary.image(f"predictions/{i}", _read_png(path)[None], step=epoch + 1)
+                tf.summary.image(f"predictions/{i}", runs.crop_to_content(_read_png(path))[None], step=epoch + 1)
         writer.flush()
 
 

@@ -215,6 +215,34 @@ def best_weights(run_dir):
     return ckpts[-1]
 
 
+def summary_tag(key):
+    """TensorBoard tag of a log key, grouped so the losses and the LR come first:
+    ``loss`` -> ``loss/total``, ``mrcnn_mask_loss`` -> ``loss/mrcnn_mask``, ``learning_rate`` ->
+    ``lr``, ``segm_AP`` -> ``metrics/segm_AP``. Train and validation share a tag in their own
+    run folders (train/, validation/), so TensorBoard draws them on one card."""
+    key = key[4:] if key.startswith("val_") else key
+    if key == "loss":
+        return "loss/total"
+    if key.endswith("_loss"):
+        return "loss/" + key[:-5]
+    if key in ("learning_rate", "lr"):
+        return "lr"
+    return "metrics/" + key
+
+
+def crop_to_content(image, pad=6, white=245):
+    """``image`` [H, W, 3] uint8 without its blank (near-white) margins, ``pad`` px kept."""
+    import numpy as np
+
+    ink = (np.asarray(image)[..., :3] < white).any(axis=-1)
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if not len(rows):
+        return image
+    y1, y2 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, image.shape[0])
+    x1, x2 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, image.shape[1])
+    return image[y1:y2, x1:x2]
+
+
 def append_results(run_dir, row):
     """Add or replace the row of ``row['epoch']`` in results.csv (atomically; columns may grow)."""
     path = os.path.join(run_dir, RESULTS_CSV)

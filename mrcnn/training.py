@@ -20,9 +20,11 @@ import tensorflow as tf
 from mrcnn import inputs
 from mrcnn.anchors import get_anchors
 from mrcnn.data_pipeline import InputPipeline
+from mrcnn.runs import summary_tag
 from mrcnn.train_graph import LOSS_NAMES, compute_losses, total_loss
 
 log = logging.getLogger(__name__)
+SUMMARY_EVERY_STEPS = 10  # TensorBoard steps/ cards: batch losses and LR every N steps
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -191,10 +193,20 @@ class Trainer:
             return
         with self._writer(split).as_default():
             for k, v in logs.items():
-                tf.summary.scalar(k, v, step=epoch)
+                tf.summary.scalar(summary_tag(k), v, step=epoch)
             if lr is not None:
-                tf.summary.scalar("learning_rate", lr, step=epoch)
+                tf.summary.scalar("lr", lr, step=epoch)
         self._writer(split).flush()
+
+    def _log_step(self, values, lr):
+        """Every SUMMARY_EVERY_STEPS steps: the batch losses and the LR at the global step
+        (``steps/`` cards: the warm-up and the noise a per-epoch point hides)."""
+        if not self.chief or (self.global_step % SUMMARY_EVERY_STEPS and self.global_step != 1):
+            return
+        with self._writer("train").as_default():
+            for k, v in values.items():
+                tf.summary.scalar("steps/" + summary_tag(k).split("/")[-1], v, step=self.global_step)
+            tf.summary.scalar("steps/lr", float(lr), step=self.global_step)
 
     # ------------------------------------------------------------------ train
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
@@ -288,6 +300,7 @@ class Trainer:
                     seed = tf.constant([seed0, self.global_step], tf.int64)
                     out = self.train_step_fn(batch, seed)
                     self.global_step += 1
+                    self._log_step({k: float(v) for k, v in out.items()}, rate)
                 else:
                     out = self.val_step_fn(batch, tf.constant([seed0, 10 ** 6 + step], tf.int64))
                 values = {k: float(v) for k, v in out.items()}

@@ -229,13 +229,17 @@ def log_tensorboard(event_dir, scalars, image_paths, step):
     import tensorflow as tf
     from PIL import Image
 
+    from mrcnn.runs import crop_to_content, summary_tag
+
     writer = tf.summary.create_file_writer(event_dir)
     with writer.as_default():
         for key, value in scalars.items():
-            tf.summary.scalar(key, value, step=step)
+            if value >= 0:  # COCO's -1: no objects of that size, not a score
+                tf.summary.scalar(summary_tag(key), value, step=step)
         for i, path in enumerate(image_paths):
             with Image.open(path) as im:
-                tf.summary.image(f"predictions/{i}", np.asarray(im.convert("RGB"))[None], step=step)
+                tf.summary.image(f"predictions/{i}", crop_to_content(np.asarray(im.convert("RGB")))[None],
+                                 step=step)
     writer.close()
 
 

@@ -1,0 +1,22 @@
+"""TensorBoard layout (issue 18, build 5): grouped tags, no -1 values, images cropped."""
+import numpy as np
+
+from mrcnn.runs import crop_to_content, summary_tag
+
+
+def test_tags_are_grouped_losses_and_lr_first():
+    assert summary_tag("loss") == "loss/total" and summary_tag("val_loss") == "loss/total"
+    assert summary_tag("mrcnn_mask_loss") == "loss/mrcnn_mask"
+    assert summary_tag("val_rpn_class_loss") == "loss/rpn_class"
+    assert summary_tag("learning_rate") == "lr"
+    assert summary_tag("val_segm_AP") == "metrics/segm_AP"
+    groups = sorted({summary_tag(k).split("/")[0] for k in ("loss", "lr", "val_segm_AP", "bbox_AP50")})
+    assert groups[:2] == ["loss", "lr"]  # TensorBoard sorts groups by name
+
+
+def test_crop_to_content_drops_white_margins():
+    image = np.full((800, 1600, 3), 255, np.uint8)
+    image[300:400, 500:700] = (10, 200, 30)
+    out = crop_to_content(image, pad=4)
+    assert out.shape == (108, 208, 3)
+    assert crop_to_content(np.full((5, 5, 3), 255, np.uint8)).shape == (5, 5, 3)
