@@ -51,7 +51,8 @@ class EvaluationCallback(keras.callbacks.Callback):
         out_dir = os.path.join(self.train_model.log_dir, "val_images", f"epoch_{epoch + 1:04d}")
         metrics, _, overlays = eval_loop.evaluate_dataset(
             infer, self.dataset, limit=self.limit, overlay_dir=out_dir if self.images else None,
-            overlay_count=self.images, progress=self.progress)
+            overlay_count=self.images, progress=self.progress,
+            display_threshold=self.train_model.config.DETECTION_MIN_CONFIDENCE)
         self.last_metrics = metrics
         flat = eval_loop.flat_metrics(metrics, prefix="val_")
         logs.update(flat)

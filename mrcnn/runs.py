@@ -270,35 +270,13 @@ def read_results(run_dir):
 
 
 def plot_results(run_dir):
-    """results.png: train/validation total loss and validation mask AP / AP50 per epoch."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    """results.png: each loss, train against validation, the validation AP and the LR per epoch."""
+    from mrcnn import results_plot
 
     rows = read_results(run_dir)
     if not rows:
         return None
-
-    def series(key):
-        pts = [(int(r["epoch"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
-        return zip(*pts) if pts else ((), ())
-
-    fig = Figure(figsize=(10, 4))
-    ax1, ax2 = fig.subplots(1, 2)
-    for key, label in (("loss", "train loss"), ("val_loss", "validation loss")):
-        x, y = series(key)
-        ax1.plot(list(x), list(y), marker="o", label=label)
-    ax1.set_xlabel("epoch")
-    ax1.set_title("loss")
-    ax1.legend()
-    for key, label in (("val_segm_AP", "mask AP"), ("val_segm_AP50", "mask AP50"), ("val_bbox_AP", "box AP")):
-        x, y = series(key)
-        ax2.plot(list(x), list(y), marker="o", label=label)
-    ax2.set_xlabel("epoch")
-    ax2.set_title("validation AP")
-    ax2.legend()
-    fig.tight_layout()
     path = os.path.join(run_dir, RESULTS_PNG)
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80)
+        results_plot.plot(rows, tmp)
     return path

@@ -74,6 +74,12 @@ def resolve_coco(args, weights):
     return None, {"class_names": list(coco.CLASS_NAMES), "coco": True}, config, weights
 
 
+def display_threshold(path):
+    """The config's DETECTION_MIN_CONFIDENCE (what overlays draw; AP scores every detection)."""
+    from mrcnn.config import Config
+    return float(Config.from_toml(path).DETECTION_MIN_CONFIDENCE)
+
+
 def load_config(path, min_confidence):
     from mrcnn import eval_loop
     from mrcnn.config import Config, ConfigError
@@ -203,7 +209,8 @@ def evaluate(args, run, state, config_path, weights):
             os.remove(os.path.join(overlay_dir, name))
     metrics, evaluator, overlays = eval_loop.evaluate_dataset(
         detector, ds, limit=args.limit, overlay_dir=overlay_dir if args.overlays else None,
-        overlay_count=args.overlays, progress=sys.stderr.isatty())
+        overlay_count=args.overlays, progress=sys.stderr.isatty(),
+        display_threshold=display_threshold(config_path))
 
     result = dict(metrics)
     epoch = weights_epoch(weights, state)
