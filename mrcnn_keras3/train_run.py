@@ -170,6 +170,8 @@ def run(args):
         model = MaskRCNN(mode="training", config=config, model_dir=args.logs)
     if state is None:
         state = start_run(model, args, config, classes, datasets, config_path, overrides, weights)
+        from .train_batch import write_train_batch
+        write_train_batch(datasets["train"], config, model.log_dir, seed=args.seed)
     else:
         state = continue_run(model, run_dir, state, config, not args.quiet)
     runs.write_state(model.log_dir, state)
