@@ -57,3 +57,18 @@ def test_defaults_config_keeps_all_and_shipped_configs_keep_three():
     assert Config.KEEP_CHECKPOINTS == 0
     for name in ("default.toml", "cat.toml", "cpu-small.toml", "demo.toml"):
         assert Config.from_toml(os.path.join(config_dir(), name)).KEEP_CHECKPOINTS == 3
+
+
+def test_weights_last_matches_the_run_name_exactly(tmp_path):
+    import pytest
+
+    from mrcnn_keras3.cli import UsageError
+    from mrcnn_keras3.weights import find_last
+
+    for run, epoch in (("cat20260101T0000", 2), ("cat_dog20260102T0000", 5), ("cat20260101T0000-2", 1)):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / f"mask_rcnn_x_{epoch:04d}.h5").write_bytes(b"x")
+    assert find_last(str(tmp_path), "cat").endswith("cat20260101T0000-2/mask_rcnn_x_0001.h5")
+    assert find_last(str(tmp_path), "cat_dog").endswith("cat_dog20260102T0000/mask_rcnn_x_0005.h5")
+    with pytest.raises(UsageError, match="no checkpoint of a 'dog' run"):
+        find_last(str(tmp_path), "dog")
