@@ -168,7 +168,7 @@ def five_class_weights(env):
 def test_head_swap_then_ctrl_c_then_resume(env, tmp_path, five_class_weights):
     """--weights from a 5-class model: heads swapped; SIGINT after epoch 1 -> exit 130, "interrupted";
     --resume finishes epoch 2 in the same run folder with continuous results."""
-    from train import file_num_classes
+    from mrcnn_keras3.weights import file_num_classes
 
     assert file_num_classes(five_class_weights) == 5  # the file really has 5-class heads
 
