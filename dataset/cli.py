@@ -12,6 +12,12 @@ import sys
 FORMATS = ("voc", "voc-openimages", "cvat", "labelme")
 
 
+def _prog() -> str:
+    """``mrcnn-dataset`` when run as the installed command, else ``python -m dataset``."""
+    script = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return script if script.startswith("mrcnn-") else "python -m dataset"
+
+
 def _ratios(text: str):
     try:
         parts = [float(p) for p in text.split(",")]
@@ -28,7 +34,7 @@ def _classes(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m dataset",
+        prog=_prog(),
         description="Check, convert and summarise instance-segmentation datasets: the downloader's "
                     "Open Images folders, Pascal VOC (incl. openimages 0.0.1 and SegmentationObject), "
                     "CVAT for images 1.1 and LabelMe XML.")

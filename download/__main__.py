@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import sys
 
 
+def _prog() -> str:
+    """``mrcnn-download`` when run as the installed command, else ``python -m download``."""
+    script = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return script if script.startswith("mrcnn-") else "python -m download"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m download",
+        prog=_prog(),
         description="Download Open Images classes with their segmentation masks (streams the CSVs, "
                     "reads only the needed mask PNGs from the zip shards with HTTP Range requests, "
                     "fetches images concurrently, resumes).")
