@@ -300,10 +300,11 @@ class Trainer:
                     seed = tf.constant([seed0, self.global_step], tf.int64)
                     out = self.train_step_fn(batch, seed)
                     self.global_step += 1
-                    self._log_step({k: float(v) for k, v in out.items()}, rate)
                 else:
                     out = self.val_step_fn(batch, tf.constant([seed0, 10 ** 6 + step], tf.int64))
                 values = {k: float(v) for k, v in out.items()}
+                if train:
+                    self._log_step(values, rate)
                 if not all(math.isfinite(v) for v in values.values()):
                     # The ids this worker actually loaded (failed images are replaced in the pipeline).
                     ids = np.concatenate([np.reshape(t.numpy(), [-1]) for t in
