@@ -288,8 +288,8 @@ class Trainer:
         dist = self._distribute(pipe, epoch, steps)
         sums = {k: 0.0 for k in LOSS_NAMES + ("loss",)}
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1} {'train' if train else 'val'}",
-                   leave=False, disable=not (self.chief and getattr(self.model, "progress", True)
-                                             and sys.stderr.isatty()))  # no TTY: the epoch lines
+                   leave=False, disable=not (self.chief and getattr(self.model, "progress", True) and (
+                       sys.stderr.isatty() or "ipykernel" in sys.modules)))  # a log file: epoch lines only
         warmup = int(getattr(self.config, "WARMUP_STEPS", 0) or 0)
         seed0 = int(self.config.SEED or 0)
         try:
