@@ -80,6 +80,18 @@ def output_dir(args, run, weights, coco):
             k += 1
 
 
+def _crop_png(path):
+    """Drop the figure's blank margins from a saved overlay."""
+    import numpy as np
+    from PIL import Image
+
+    from mrcnn.runs import crop_to_content
+
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("RGB"))
+    _save_png(np.ascontiguousarray(crop_to_content(pixels)), path)
+
+
 def class_colors(n):
     """One fixed colour per class id (the same class has the same colour in every picture)."""
     from mrcnn import visualize
@@ -104,6 +116,7 @@ def predict_one(detector, image, stem, names, out, splash, written):
             image, r["rois"], r["masks"], r["class_ids"], names, r["scores"], title=stem,
             figsize=(10, 10 * h / max(w, 1)), colors=[palette[int(c)] for c in r["class_ids"]],
             save_path=os.path.join(out, f"{stem}.png"))
+    _crop_png(os.path.join(out, f"{stem}.png"))
     dets = []
     for i, (box, cid, score) in enumerate(zip(r["rois"], r["class_ids"], r["scores"])):
         label = re.sub(r"[^A-Za-z0-9.-]+", "_", names[cid]).strip("_").lower() or "class"
