@@ -63,6 +63,7 @@ def test_offline_coco_weights_is_one_line(offline):
     (["--config", "nonexistent.toml"], ["Config file not found: nonexistent.toml", "default.toml"]),
     (["--set", "IMAGE_MAX_DIMS=64"], ["IMAGE_MAX_DIMS", "IMAGE_MAX_DIM"]),
     (["--weights", "missing.h5"], ["Weights file not found: missing.h5"]),
+    (["--weights", "imagenet", "--config", "demo.toml"], ["resnet50/resnet101", "'small'", "--weights none"]),
 ])
 def test_input_errors_come_before_the_network(offline, args, needles):
     proc, seconds = train(offline, "--class", "Cat", "--epochs", "1", *args)
