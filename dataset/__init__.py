@@ -33,7 +33,7 @@ def __getattr__(name):
     if module is None:
         raise AttributeError("module 'dataset' has no attribute %r" % name)
     import importlib
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module.replace("dataset", "", 1), __name__), name)
     globals()[name] = value
     return value
 

@@ -1,6 +1,6 @@
 """``python -m dataset``: see dataset/cli.py."""
 import sys
 
-from dataset.cli import main
+from .cli import main
 
 sys.exit(main())

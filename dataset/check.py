@@ -20,9 +20,9 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dataset._xml import AnnotationError, PathEscapeError
-from dataset.factcache import NoCache
-from dataset.records import ImageRecord, MaskPNG, Polygon
+from ._xml import AnnotationError, PathEscapeError
+from .factcache import NoCache
+from .records import ImageRecord, MaskPNG, Polygon
 
 ASPECT_TOLERANCE = 0.02
 BOX_TOLERANCE = 1.0
@@ -37,7 +37,7 @@ def _bad_number(v) -> bool:
 def coordinate_problems(record: ImageRecord, where: str) -> list[Problem]:
     """Errors for a size over the pixel limit and for non-finite or absurd (> 1e7) box or polygon
     coordinates: such an image cannot be rasterised, so every reader skips it with this reason."""
-    from dataset.pixels import max_pixels
+    from mrcnn.pixels import max_pixels
     out, iid = [], record.image_id
     if record.width > 0 and record.height > 0 and record.width * record.height > max_pixels():
         out.append(Problem(where, iid, "size_too_large", "<size> %dx%d = %s pixels is over the limit of "
@@ -110,7 +110,7 @@ class Report:
 def image_facts(path: str) -> dict:
     """{"size": [w, h] as displayed, "orientation": EXIF tag} after PIL verify + a full decode,
     or {"error": message} (an image over the pixel limit is not decoded at all)."""
-    from dataset.pixels import ImageTooLarge, displayed_size, open_image, orientation
+    from mrcnn.pixels import ImageTooLarge, displayed_size, open_image, orientation
     try:
         with open_image(path) as im:
             im.verify()
@@ -128,7 +128,7 @@ def image_facts(path: str) -> dict:
 
 def mask_facts(path: str, instance_value) -> dict:
     """{"shape": [h, w], "nonempty": bool} of a mask PNG, or {"error": message}."""
-    from dataset.convert import read_mask_png
+    from .convert import read_mask_png
     try:
         arr = read_mask_png(path, instance_value)
     except OSError as e:
@@ -260,7 +260,7 @@ def _polygon_pixels(points, height: int, width: int) -> int:
     own extent when the image size is unknown)."""
     import numpy as np
 
-    from dataset.convert import rasterize_polygon
+    from .convert import rasterize_polygon
     if height <= 0 or width <= 0:
         height = int(math.ceil(max(y for _, y in points))) + 1
         width = int(math.ceil(max(x for x, _ in points))) + 1
@@ -309,7 +309,7 @@ def error_problem(err: AnnotationError) -> Problem:
 
 def check_dir(root: str, format: str | None = None, known_classes=None) -> Report:
     """Read and validate every annotation under ``root`` (any supported format); returns a Report."""
-    from dataset.formats import find_annotation_files, read_file
+    from .formats import find_annotation_files, read_file
     report = Report(root=os.path.abspath(root))
     if not os.path.isdir(root):
         raise FileNotFoundError("%s is not a folder" % root)

@@ -12,6 +12,12 @@ import sys
 FORMATS = ("voc", "voc-openimages", "cvat", "labelme")
 
 
+def _prog() -> str:
+    """``mrcnn-dataset`` when run as the installed command, else ``python -m dataset``."""
+    script = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return script if script.startswith("mrcnn-") else "python -m dataset"
+
+
 def _ratios(text: str):
     try:
         parts = [float(p) for p in text.split(",")]
@@ -28,7 +34,7 @@ def _classes(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m dataset",
+        prog=_prog(),
         description="Check, convert and summarise instance-segmentation datasets: the downloader's "
                     "Open Images folders, Pascal VOC (incl. openimages 0.0.1 and SegmentationObject), "
                     "CVAT for images 1.1 and LabelMe XML.")
@@ -71,14 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_check(args) -> int:
-    from dataset.check import check_dir
+    from .check import check_dir
     report = check_dir(args.dir, format=args.format, known_classes=args.classes)
     print(report.summary())
     return 0 if report.ok else 1
 
 
 def _cmd_convert(args) -> int:
-    from dataset.export import convert_dir
+    from .export import convert_dir
     res = convert_dir(args.in_dir, args.out_dir, format=args.format, coco=args.coco,
                       progress=sys.stderr.isatty())
     for p in res["problems"]:
@@ -92,7 +98,7 @@ def _cmd_convert(args) -> int:
 
 
 def _subset_records(args, subset):
-    from dataset.loader import filter_objects, read_subset, resolve_classes
+    from .loader import filter_objects, read_subset, resolve_classes
     recs, errors, layout, seen = read_subset(args.dir, subset, getattr(args, "classes", None),
                                             args.ratios, args.salt, args.format)
     if getattr(args, "classes", None):
@@ -102,7 +108,7 @@ def _subset_records(args, subset):
 
 def _cmd_stats(args) -> int:
     from collections import Counter
-    from dataset.records import MaskPNG, Polygon
+    from .records import MaskPNG, Polygon
     total_err = 0
     for subset in ("train", "validation", "test"):
         recs, errors, layout = _subset_records(args, subset)
@@ -132,7 +138,7 @@ def _cmd_split(args) -> int:
     if args.list:
         import csv
         import io
-        from dataset._xml import atomic_write_bytes
+        from ._xml import atomic_write_bytes
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["image_id", "split", "annotation"])
@@ -153,7 +159,7 @@ def main(argv=None) -> int:
         if path is not None and not os.path.isdir(path):
             parser.error("%s is not a folder" % path)
     if getattr(args, "max_pixels", None) is not None:
-        from dataset.pixels import set_max_pixels
+        from mrcnn.pixels import set_max_pixels
         set_max_pixels(args.max_pixels)
     handlers = {"check": _cmd_check, "convert": _cmd_convert, "stats": _cmd_stats, "split": _cmd_split}
     try:

@@ -24,8 +24,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from dataset._xml import AnnotationError
-from dataset.records import ImageRecord, MaskPNG, Polygon
+from ._xml import AnnotationError
+from .records import ImageRecord, MaskPNG, Polygon
 
 _POOL = None
 _POOL_WORKERS = 0
@@ -96,7 +96,7 @@ def read_mask_png(path: str, instance_value: int | None = None) -> np.ndarray:
     otherwise the pixels whose palette index (mode "P"/"L") equals ``instance_value``.
     Raises OSError naming the file when it cannot be decoded.
     """
-    from dataset.pixels import ImageTooLarge, open_image
+    from mrcnn.pixels import ImageTooLarge, open_image
     try:
         with open_image(path, "mask PNG %s" % path) as im:
             mode = im.mode
@@ -141,13 +141,13 @@ def record_size(record: ImageRecord) -> tuple[int, int]:
     """(height, width) of the record, from the image header when the annotation lacks it."""
     h, w = int(record.height), int(record.width)
     if h <= 0 or w <= 0:
-        from dataset.voc import image_size
+        from .voc import image_size
         w, h = image_size(record.path)
     if h <= 0 or w <= 0:
         raise AnnotationError(record.annotation or record.path,
                               "image %s has no size in the annotation and %s cannot be read"
                               % (record.image_id, record.path))
-    from dataset.pixels import max_pixels
+    from mrcnn.pixels import max_pixels
     if h * w > max_pixels():  # [N, H, W] bool buffers of this size would exhaust memory
         raise AnnotationError(record.annotation or record.path,
                               "image %s: <size> %dx%d is over the limit of %s pixels; fix <size> or "

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 
-from dataset._xml import AnnotationError, number, parse_xml
-from dataset.records import ImageRecord, ObjectRecord, Polygon
-from dataset.voc import find_image, image_size, polygon_box
+from ._xml import AnnotationError, number, parse_xml
+from .records import ImageRecord, ObjectRecord, Polygon
+from .voc import find_image, image_size, polygon_box
 
 _SKIPPED_SHAPES = ("polyline", "points", "mask", "ellipse", "cuboid", "skeleton", "tag")
 

@@ -17,10 +17,10 @@ import re
 
 import numpy as np
 
-from dataset._xml import atomic_write_bytes
-from dataset.check import error_problem, validate_record
-from dataset.convert import record_to_masks
-from dataset.records import Polygon
+from ._xml import atomic_write_bytes
+from .check import error_problem, validate_record
+from .convert import record_to_masks
+from .records import Polygon
 
 
 def _slug(name: str) -> str:
@@ -48,8 +48,8 @@ def convert_dir(in_dir: str, out_dir: str, format: str | None = None, coco: bool
 
     Returns {"images", "instances", "box_fallbacks", "problems": [Problem], "output": path}.
     """
-    from dataset.formats import find_annotation_files, read_file
-    from dataset._xml import AnnotationError
+    from .formats import find_annotation_files, read_file
+    from ._xml import AnnotationError
     os.makedirs(out_dir, exist_ok=True)
     records, problems = [], []
     for path in find_annotation_files(in_dir):
@@ -59,7 +59,7 @@ def convert_dir(in_dir: str, out_dir: str, format: str | None = None, coco: bool
             records.extend(read_file(path, format=format, root=in_dir))
         except AnnotationError as e:
             problems.append(error_problem(e))
-    from dataset.loader import merge_records
+    from .loader import merge_records
     records = merge_records(records)   # one image listed by two class folders -> one entry
     if progress:
         from tqdm import tqdm
@@ -117,7 +117,7 @@ def convert_dir(in_dir: str, out_dir: str, format: str | None = None, coco: bool
 
 
 def _os_problem(rec, err):
-    from dataset.check import Problem
+    from .check import Problem
     return Problem(rec.annotation or rec.path, rec.image_id, "mask_unreadable", str(err),
                    "re-download the mask PNG or remove the object")
 

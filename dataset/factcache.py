@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-from dataset._xml import atomic_write_bytes
+from ._xml import atomic_write_bytes
 
 VERSION = 1
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from dataset._xml import AnnotationError, parse_xml
+from ._xml import AnnotationError, parse_xml
 
 FORMATS = ("voc", "voc-openimages", "cvat", "labelme")
 # Folders that never hold annotation XML: skipped while walking (saves stat calls on big trees).
@@ -47,9 +47,9 @@ def read_file(xml_path: str, format: str | None = None, root: str | None = None,
     ``format`` forces a reader (one of FORMATS); ``root`` bounds every path in the file;
     ``split_dir`` (VOC only) is the folder relative paths start from.
     """
-    from dataset.cvat import cvat_from_element
-    from dataset.labelme import labelme_from_element
-    from dataset.voc import voc_from_element
+    from .cvat import cvat_from_element
+    from .labelme import labelme_from_element
+    from .voc import voc_from_element
     if format is not None and format not in FORMATS:
         raise ValueError("unknown format %r; choose one of %s" % (format, ", ".join(FORMATS)))
     xml_path = os.path.abspath(xml_path)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 
-from dataset._xml import AnnotationError, number, parse_xml, text
-from dataset.records import ImageRecord, ObjectRecord
-from dataset.voc import find_image, image_size, polygon_box, read_polygon, voc_layout
+from ._xml import AnnotationError, number, parse_xml, text
+from .records import ImageRecord, ObjectRecord
+from .voc import find_image, image_size, polygon_box, read_polygon, voc_layout
 
 
 def labelme_from_element(root_el, xml_path: str, root: str | None = None) -> ImageRecord:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import os
 
-from dataset._xml import AnnotationError
-from dataset.splits import SPLITS, assign_split, normalize_subset
+from ._xml import AnnotationError
+from .splits import SPLITS, assign_split, normalize_subset
 
 _SPLIT_DIR_NAMES = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)}
 
@@ -90,7 +90,7 @@ def read_subset(root: str, subset: str, class_names=None, split_ratios=None, sal
     ``all_class_names`` are the class names seen in the whole dataset (manifests for the downloader
     layout), so train and validation datasets get the same class ids. ``subset`` "all" reads every split.
     """
-    from dataset.formats import find_annotation_files, read_dir, read_file
+    from .formats import find_annotation_files, read_dir, read_file
     if not os.path.isdir(root):
         raise FileNotFoundError("dataset folder %s does not exist; download data first or fix the "
                                 "path" % root)

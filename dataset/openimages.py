@@ -17,10 +17,10 @@ import numpy as np
 
 from mrcnn.utils import Dataset
 
-from dataset.check import error_problem, validate_record
-from dataset.convert import record_to_masks
-from dataset.factcache import FactCache, NoCache
-from dataset.loader import filter_objects, read_subset, resolve_classes
+from .check import error_problem, validate_record
+from .convert import record_to_masks
+from .factcache import FactCache, NoCache
+from .loader import filter_objects, read_subset, resolve_classes
 
 logger = logging.getLogger(__name__)
 SOURCE = "openimages"

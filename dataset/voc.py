@@ -26,9 +26,9 @@ from __future__ import annotations
 import os
 import re
 
-from dataset._xml import (AnnotationError, atomic_write_bytes, exact_add, fmt_number, number,
+from ._xml import (AnnotationError, atomic_write_bytes, exact_add, fmt_number, number,
                           parse_xml, relative_inside, resolve_inside, text, to_decimal)
-from dataset.records import ImageRecord, MaskPNG, ObjectRecord, Polygon
+from .records import ImageRecord, MaskPNG, ObjectRecord, Polygon
 
 _TAG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _SOURCE_SKIP = {"database", "image_id", "annotation", "image", "flickrid"}
@@ -162,7 +162,7 @@ def find_image(filename: str, root: str, dirs: list[str], xml_path: str) -> str:
 def image_size(path: str) -> tuple[int, int]:
     """(width, height) as displayed (EXIF orientation applied, see dataset.pixels) from the
     image header, or (0, 0) when the file cannot be opened or is over the pixel limit."""
-    from dataset.pixels import displayed_size, open_image
+    from mrcnn.pixels import displayed_size, open_image
     try:
         with open_image(path) as im:
             w, h = displayed_size(im)

@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import sys
 
 
+def _prog() -> str:
+    """``mrcnn-download`` when run as the installed command, else ``python -m download``."""
+    script = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return script if script.startswith("mrcnn-") else "python -m download"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m download",
+        prog=_prog(),
         description="Download Open Images classes with their segmentation masks (streams the CSVs, "
                     "reads only the needed mask PNGs from the zip shards with HTTP Range requests, "
                     "fetches images concurrently, resumes).")
@@ -47,11 +54,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     if args.max_pixels is not None:
-        from dataset.pixels import set_max_pixels
+        from mrcnn.pixels import set_max_pixels
         set_max_pixels(args.max_pixels)
-    from download.classes import ClassResolutionError
-    from download.core import download_class
-    from download.net import FetchError
+    from .classes import ClassResolutionError
+    from .core import download_class
+    from .net import FetchError, Unreachable
     status = 0
     for name in args.classes:
         try:
@@ -63,6 +70,14 @@ def main(argv=None) -> int:
             print("error: %s" % e, file=sys.stderr)
             status = 2
             continue
+        except KeyboardInterrupt:
+            print("\ninterrupted: what was fetched is kept (complete files only); run the same command "
+                  "again to resume", file=sys.stderr)
+            return 130
+        except Unreachable as e:
+            print("error: cannot reach %s (%s); use a mirror: --base-url/--images-url, or "
+                  "OPENIMAGES_BASE_URL/OPENIMAGES_IMAGES_URL" % (e.url, e.reason), file=sys.stderr)
+            return 1
         except FetchError as e:
             print("error: %s%s" % (e, "\n(rerun the same command to resume)" if e.resumable else ""),
                   file=sys.stderr)

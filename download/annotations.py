@@ -17,7 +17,7 @@ import csv
 import io
 import os
 
-from download.fsutil import atomic_open, url_key
+from .fsutil import atomic_open, url_key
 
 HEADER = ["MaskPath", "ImageID", "LabelName", "BoxID", "BoxXMin", "BoxXMax", "BoxYMin", "BoxYMax",
           "PredictedIoU", "Clicks"]
@@ -93,7 +93,7 @@ class RowFilter:
 
     def finish(self) -> None:
         """Raise Truncated unless the body ended exactly at a line end."""
-        from download.net import Truncated
+        from .net import Truncated
         if self.tail:
             raise Truncated("%s: body ends mid-line (%d bytes after the last newline); cut short"
                             % (self.url, len(self.tail)))
@@ -103,8 +103,8 @@ class RowFilter:
 
 def stream_filter(net, url: str, mid: str, out, progress: bool = False, desc: str = "csv") -> int:
     """Stream ``url`` through a RowFilter into ``out``; resume cut bodies with Range. Returns rows kept."""
-    from download.net import FetchError, Truncated, parse_content_range
-    from download.progress import bar
+    from .net import FetchError, Truncated, parse_content_range
+    from .progress import bar
     out.write((",".join(HEADER) + "\n").encode())
     start_pos = out.tell()
     filt = None

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from download.fsutil import atomic_write_bytes, url_key
+from .fsutil import atomic_write_bytes, url_key
 
 DESCRIPTIONS = "v5/class-descriptions-boxable.csv"
 SEGMENTATION = "v5/classes-segmentation.txt"
@@ -73,7 +73,7 @@ def cached_text(net, base_url: str, rel: str, cache_dir: str, refresh: bool = Fa
                 return data.decode("utf-8")
         except (ClassListError, UnicodeDecodeError):
             pass  # refetched below; the good copy replaces it
-    from download.net import FetchError, Truncated
+    from .net import FetchError, Truncated
     url = base_url + rel
     data = None
     for attempt in range(net.retries + 1):

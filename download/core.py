@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from download.fsutil import atomic_write_json, class_dir_name
+from .fsutil import atomic_write_json, class_dir_name
 
 log = logging.getLogger("download")
 DEFAULT_BASE_URL = "https://storage.googleapis.com/openimages/"
@@ -25,6 +25,38 @@ def resolve_urls(base_url: str | None, images_url: str | None) -> tuple[str, str
     base = base_url or os.environ.get("OPENIMAGES_BASE_URL") or DEFAULT_BASE_URL
     imgs = images_url or os.environ.get("OPENIMAGES_IMAGES_URL") or DEFAULT_IMAGES_URL
     return base.rstrip("/") + "/", imgs.rstrip("/") + "/"
+
+
+class SourceMismatch(ValueError):
+    """A data folder downloaded from another source than the one asked for."""
+
+
+def same_source(a: str, b: str) -> bool:
+    """Two source URLs name the same data. A mirror on this machine (127.0.0.1, localhost) is
+    known by its path, not its port: local servers get a new port each time they start."""
+    from urllib.parse import urlsplit
+    ua, ub = urlsplit(a.rstrip("/") + "/"), urlsplit(b.rstrip("/") + "/")
+    local = {"127.0.0.1", "localhost", "::1"}
+    if ua.hostname in local and ub.hostname in local:
+        return ua.path == ub.path
+    return (ua.scheme, ua.netloc.lower(), ua.path) == (ub.scheme, ub.netloc.lower(), ub.path)
+
+
+def check_source(class_dir: str, base: str, imgs: str) -> None:
+    """Raise SourceMismatch if ``class_dir``'s manifest records another source than base/imgs."""
+    import json
+    try:
+        with open(os.path.join(class_dir, "manifest.json"), encoding="utf-8") as f:
+            sources = json.load(f).get("sources") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # no manifest yet (or a damaged one, rewritten by this download)
+    for key, asked in (("base_url", base), ("images_url", imgs)):
+        had = sources.get(key)
+        if had and not same_source(had, asked):
+            raise SourceMismatch(
+                "%s was downloaded from %s, not from %s (the %s asked for). Use another data folder "
+                "(--data / --out) for this source, or pass the source it came from." % (
+                    class_dir, had, asked, "--base-url" if key == "base_url" else "--images-url"))
 
 
 def normalize_splits(splits) -> tuple[str, ...]:
@@ -60,13 +92,14 @@ def download_class(class_name: str, out: str = "data", splits=SPLITS, limit: int
     ``refresh`` re-reads the cached class lists and filtered CSV rows from the server.
     ``min_rate`` (bytes/s): a body slower than that on average after ``timeout`` seconds is
     abandoned and retried (a trickling server cannot hang the run).
-    Raises ClassResolutionError for an unknown class or one without masks; FetchError when a CSV
+    Raises ClassResolutionError for an unknown class or one without masks; SourceMismatch when
+    ``out`` holds this class from another source; FetchError when a CSV
     cannot be fetched. Per-image problems are reported in the manifest, not raised.
     """
-    from download.annotations import class_rows
-    from download.classes import load_and_resolve
-    from download.net import Net
-    from download.split import SplitJob, group_rows, select_images
+    from .annotations import class_rows
+    from .classes import load_and_resolve
+    from .net import Net
+    from .split import SplitJob, group_rows, select_images
 
     t0 = time.monotonic()
     base, imgs = resolve_urls(base_url, images_url)
@@ -79,6 +112,7 @@ def download_class(class_name: str, out: str = "data", splits=SPLITS, limit: int
     try:
         info = load_and_resolve(net, base, class_name, cache, refresh=refresh)
         cdir = os.path.join(out, class_dir_name(info.name))
+        check_source(cdir, base, imgs)  # never mix, or relabel, data from two sources
         reports, run = {}, {"fetched": {}, "skipped": {}, "failures": {}, "zip_strategy": {}}
         for split in splits:
             rows = class_rows(net, base, split, info.mid, cache, progress=progress, refresh=refresh)
@@ -114,8 +148,8 @@ def download_class(class_name: str, out: str = "data", splits=SPLITS, limit: int
 
 def source_urls(base: str, imgs: str, splits) -> dict:
     """The URLs a manifest records (patterns for the per-shard / per-image ones)."""
-    from download.annotations import csv_rel
-    from download.classes import DESCRIPTIONS, SEGMENTATION
+    from .annotations import csv_rel
+    from .classes import DESCRIPTIONS, SEGMENTATION
     return {
         "base_url": base, "images_url": imgs,
         "class_descriptions": base + DESCRIPTIONS, "segmentation_classes": base + SEGMENTATION,

@@ -26,6 +26,36 @@ class FetchError(RuntimeError):
         super().__init__("%s: %s" % (url, message))
 
 
+class Unreachable(FetchError):
+    """The host cannot be reached at all (name resolution failed, connection refused or timed
+    out): not transient the way a 503 is, so it is retried once, quickly, not with backoff."""
+
+    def __init__(self, url: str, reason: str):
+        self.reason = reason
+        super().__init__(url, "cannot connect (%s)" % reason)
+
+
+def connect_failure(exc: BaseException) -> str | None:
+    """Why ``exc`` (a requests/urllib3 error) never reached the server, or None if it did."""
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, NameResolutionError):
+            return "name resolution failed"
+        if isinstance(exc, NewConnectionError):
+            refused = isinstance(exc.__cause__ or exc.__context__, ConnectionRefusedError) \
+                or "refused" in str(exc).lower()
+            return "connection refused" if refused else "cannot connect"
+        if isinstance(exc, ConnectTimeoutError):  # after: NewConnectionError is one
+            return "connection timed out"
+        nxt = getattr(exc, "reason", None)
+        if not isinstance(nxt, BaseException):
+            nxt = next((a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)), None)
+        exc = nxt or exc.__cause__ or exc.__context__
+    return None
+
+
 class Truncated(IOError):
     """A body shorter than announced (Content-Length / Content-Range) or cut mid-line."""
 
@@ -122,7 +152,7 @@ class Net:
 
     def retrying(self, url: str, func):
         """Call ``func()`` until it succeeds, retrying transient errors with backoff."""
-        last = None
+        last, unreachable = None, 0
         for attempt in range(self.retries + 1):
             try:
                 return func()
@@ -131,6 +161,14 @@ class Net:
                     raise
                 last = e
             except self.transient as e:
+                reason = connect_failure(e) if isinstance(e, self.requests.ConnectionError) else None
+                if reason:  # one quick retry (a blip), never the backoff series of a 503
+                    unreachable += 1
+                    if unreachable > 1 or attempt >= self.retries:
+                        raise Unreachable(url, reason) from None
+                    self.stats.event("retries")
+                    time.sleep(0.2)
+                    continue
                 last = e
             if attempt < self.retries:
                 self.sleep_before_retry(attempt)

@@ -26,9 +26,9 @@ import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 
-from download import zipdir
-from download.fsutil import atomic_open, atomic_write_bytes, atomic_write_json
-from download.net import FetchError, RangeIgnored
+from . import zipdir
+from .fsutil import atomic_open, atomic_write_bytes, atomic_write_json
+from .net import FetchError, RangeIgnored
 
 log = logging.getLogger("download")
 PAGE = 1024       # small pages: each target costs ~2 page reads, so bytes scale with the page

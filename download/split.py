@@ -13,7 +13,7 @@ import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 
-from download.fsutil import UnsafeNameError, atomic_write_bytes, clean_stale_temps, safe_id, safe_png_name
+from .fsutil import UnsafeNameError, atomic_write_bytes, clean_stale_temps, safe_id, safe_png_name
 
 log = logging.getLogger("download")
 SHARDS = "0123456789abcdef"
@@ -89,7 +89,7 @@ def binary_png(data: bytes) -> bytes | None:
     """
     import io
 
-    from dataset.pixels import ImageTooLarge, open_image
+    from mrcnn.pixels import ImageTooLarge, open_image
     try:
         with open_image(io.BytesIO(data), "mask") as im:
             if im.format != "PNG":
@@ -105,6 +105,13 @@ def binary_png(data: bytes) -> bytes | None:
     out = io.BytesIO()
     grey.point(lambda v: 255 if v > 127 else 0).convert("1").save(out, format="PNG", optimize=False)
     return out.getvalue()
+
+
+def _dataset(module: str):
+    """``dataset.<module>``, the sibling package (``mrcnn_keras3.dataset.<module>`` when installed)."""
+    import importlib
+    parent = __package__.rpartition(".")[0]
+    return importlib.import_module("%sdataset.%s" % (parent + "." if parent else "", module))
 
 
 class SplitJob:
@@ -142,8 +149,8 @@ class SplitJob:
 
     # ---- masks ---------------------------------------------------------------------------------
     def fetch_masks(self, by_image: dict, pending: list[str]) -> None:
-        from download.progress import bar
-        from download.remote_zip import ShardReader
+        from .progress import bar
+        from .remote_zip import ShardReader
         per_shard = {}
         for iid in pending:
             for r in by_image[iid]:
@@ -210,7 +217,7 @@ class SplitJob:
     def _store_mask(self, name: str, val, shard: str):
         """(1, None) when the member ``val`` (bytes or an exception) was written as a 1-bit PNG,
         else (0, reason)."""
-        from dataset.pixels import ImageTooLarge
+        from mrcnn.pixels import ImageTooLarge
         if isinstance(val, (bytes, bytearray)):
             try:
                 png = binary_png(bytes(val))
@@ -235,9 +242,9 @@ class SplitJob:
 
     # ---- images + XML --------------------------------------------------------------------------
     def fetch_images_and_write(self, by_image: dict, pending: list[str]) -> None:
-        from download.images import CorruptImage, fetch_image, have_image
-        from download.net import FetchError
-        from download.progress import bar
+        from .images import CorruptImage, fetch_image, have_image
+        from .net import FetchError
+        from .progress import bar
         failed_shards = self.failed_shards
         pbar = bar(self.progress, total=len(pending), desc="%s images" % self.split, unit="img")
 
@@ -278,8 +285,9 @@ class SplitJob:
                         ",".join(sorted(failed_shards)))
 
     def write_xml(self, iid: str, rows: list[dict], size: tuple[int, int]) -> None:
-        from dataset.records import ImageRecord, MaskPNG, ObjectRecord
-        from dataset.voc import write_voc
+        records, voc = _dataset("records"), _dataset("voc")
+        ImageRecord, MaskPNG, ObjectRecord = records.ImageRecord, records.MaskPNG, records.ObjectRecord
+        write_voc = voc.write_voc
         w, h = size
         objects = []
         for r in rows:

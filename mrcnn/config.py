@@ -53,6 +53,7 @@ class Config:
         in matterport; configs/*.toml turn it on: a positive ROI per GT box from step 1).
       WARMUP_STEPS: linear learning-rate warm-up steps at the start of training.
       AUGMENT: built-in augmentation (flips, scale jitter) on or off.
+      KEEP_CHECKPOINTS: epoch checkpoints kept, the newest N plus the best; 0 = all (matterport).
       MIXED_PRECISION: None, "mixed_float16" (GPUs; loss scaling on) or "mixed_bfloat16".
       TRAIN_SCHEDULE: None, or a list of stages {"layers": str, "epochs": int
         (cumulative, increasing), optional "learning_rate": float}.
@@ -113,6 +114,7 @@ class Config:
     ROI_INCLUDE_GT = False
     WARMUP_STEPS = 0
     AUGMENT = False
+    KEEP_CHECKPOINTS = 0
     TRAIN_SCHEDULE = None
     MIXED_PRECISION = None
 
@@ -394,10 +396,11 @@ def _check_values(c, mode):
     for key in _POSITIVE_INTS:
         if not (_is_int(getattr(c, key)) and getattr(c, key) > 0):
             bad(key, "must be a positive integer")
-    for key in ("STEPS_PER_EPOCH", "VALIDATION_STEPS", "WARMUP_STEPS", "SEED"):
+    for key in ("STEPS_PER_EPOCH", "VALIDATION_STEPS", "WARMUP_STEPS", "SEED", "KEEP_CHECKPOINTS"):
         value = getattr(c, key)
-        if not ((value is None and key != "WARMUP_STEPS") or (_is_int(value) and value >= 0)):
-            bad(key, "must be an integer >= 0" + ("" if key == "WARMUP_STEPS" else " or None"))
+        required = key in ("WARMUP_STEPS", "KEEP_CHECKPOINTS")
+        if not ((value is None and not required) or (_is_int(value) and value >= 0)):
+            bad(key, "must be an integer >= 0" + ("" if required else " or None"))
     for key in _BOOLS:
         if not isinstance(getattr(c, key), (bool, np.bool_)):
             bad(key, "must be true or false")

@@ -72,8 +72,9 @@ def ground_truth(dataset, image_id):
 
 
 def evaluate_dataset(model, dataset, image_ids=None, limit=None, overlay_dir=None, overlay_count=4,
-                     progress=True, evaluator=None):
-    """Detect on every image of ``dataset`` and score it.
+                     progress=True, evaluator=None, display_threshold=None):
+    """Detect on every image of ``dataset`` and score it (overlays draw the predictions scoring
+    at least ``display_threshold``: all of them score, only the confident ones are drawn).
 
     Returns (metrics dict from ``COCOEvaluator.summarize``, evaluator, overlay PNG paths).
     Overlays show ground truth beside the prediction for the first ``overlay_count`` images.
@@ -93,20 +94,35 @@ def evaluate_dataset(model, dataset, image_ids=None, limit=None, overlay_dir=Non
         key = dataset.image_info[image_id].get("id", image_id)
         evaluator.add(key, gt, pred, height=image.shape[0], width=image.shape[1])
         if overlay_dir and len(overlays) < overlay_count:
-            overlays.append(_overlay(image, gt, pred, dataset, overlay_dir, key))
+            overlays.append(_overlay(image, gt, pred, dataset, overlay_dir, key, display_threshold))
     metrics = evaluator.summarize(verbose=False)
     return metrics, evaluator, overlays
 
 
-def _overlay(image, gt, pred, dataset, out_dir, key):
+def _overlay(image, gt, pred, dataset, out_dir, key, display_threshold=None):
+    """Ground truth beside the predictions scoring at least ``display_threshold``, with a legend."""
+    from matplotlib.patches import Patch
+
     from mrcnn import visualize
 
     os.makedirs(out_dir, exist_ok=True)
     # Image ids come from annotation files (VOC <image_id>, CVAT names): keep them file-name safe.
     path = os.path.join(out_dir, re.sub(r"[^\w.-]+", "_", str(key)).lstrip(".") + ".png")
-    visualize.display_differences(
-        image, gt["boxes"], gt["class_ids"], gt["masks"], pred["rois"], pred["class_ids"],
-        pred["scores"], pred["masks"], list(dataset.class_names), title=str(key), save_path=path)
+    keep = np.asarray(pred["scores"]) >= (display_threshold or 0)
+    fig, axes = visualize._pyplot().subplots(1, 2, figsize=(16, 8.8))
+    gt_match, pred_match, _ = visualize.display_differences(
+        image, gt["boxes"], gt["class_ids"], gt["masks"], pred["rois"][keep], pred["class_ids"][keep],
+        pred["scores"][keep], pred["masks"][..., keep], list(dataset.class_names), title=str(key), ax=axes)
+    counts = ((pred_match > -1).sum(), (pred_match == -1).sum(), (gt_match == -1).sum())
+    labels = (f"matched: same class, mask IoU >= 0.5 ({counts[0]})", f"false positive ({counts[1]})",
+              f"missed ground truth ({counts[2]})")
+    colors = ((0, 1, 0, 0.8), (1, 0, 0, 1), (1, 0.6, 0, 1))
+    fig.legend(handles=[Patch(color=c, label=t) for c, t in zip(colors, labels)], loc="lower center",
+               ncol=3, frameon=False, fontsize=11,
+               title=f"predictions scoring >= {display_threshold or 0:g}; caption: class score / mask IoU "
+                     f"with the nearest ground truth")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    visualize._finish(fig, path, False)
     return path
 
 

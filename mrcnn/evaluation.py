@@ -26,7 +26,7 @@ import os
 import numpy as np
 
 from mrcnn import metrics
-from download.fsutil import atomic_open
+from mrcnn.fsio import atomic_open
 from mrcnn.rle import encode_masks, mask_areas
 
 IOU_TYPES = ("segm", "bbox")

@@ -151,8 +151,10 @@ class MaskRCNN(InspectMixin):
         """Path of the newest checkpoint of the newest run of this config's NAME."""
         name = self._name()
         try:
+            # The run folders of exactly this NAME ("cat" never picks a "cat_dog" run).
             runs = sorted(d for d in os.listdir(self.model_dir)
-                          if d.startswith(name) and os.path.isdir(os.path.join(self.model_dir, d)))
+                          if re.fullmatch(re.escape(name) + r"\d{8}T\d{4}(-\d+)?", d)
+                          and os.path.isdir(os.path.join(self.model_dir, d)))
         except FileNotFoundError:
             runs = []
         for run in reversed(runs):

@@ -3,7 +3,8 @@
     config.toml          resolved config + [run] table (git commit, package versions)
     state.json           CLI state: args, classes, schedule, completed epoch, best epoch/metric
     mask_rcnn_{name}_{epoch:04d}.h5   one checkpoint per epoch (``find_last`` reads these)
-    best.h5, last.h5     copies of the best (validation mask AP) and the newest checkpoint
+    best.h5, last.h5     hard links (copies where links fail) to the best (validation mask AP)
+                         and the newest checkpoint; KEEP_CHECKPOINTS prunes the other epochs
     results.csv/.png     one row per epoch: losses, validation losses, validation AP; curves
     train/, validation/  TensorBoard event files
 
@@ -15,9 +16,10 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 
-from download.fsutil import atomic_open, atomic_path
+from mrcnn.fsio import atomic_open, atomic_path
 
 STATE = "state.json"
 RESULTS_CSV = "results.csv"
@@ -42,6 +44,39 @@ def claim_run_dir(path):
 def atomic_write_text(path, text):
     with atomic_open(path, "w") as f:
         f.write(text)
+
+
+def link_or_copy(src, dst):
+    """``dst`` as a hard link to ``src`` (no extra disk), atomically; a copy where the filesystem
+    has no hard links. Safe because every checkpoint is written as a new file (atomic rename),
+    never in place: a later epoch never changes what ``best.h5`` holds."""
+    tmp = f"{dst}.tmp-link"
+    try:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.link(src, tmp)
+        os.replace(tmp, dst)
+    except OSError:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        atomic_copy(src, dst)
+
+
+def prune_checkpoints(run_dir, keep, best_epoch=None):
+    """Delete epoch checkpoints but the newest ``keep`` and the one of ``best_epoch``
+    (``keep`` 0: keep all, matterport's behaviour); the deleted paths."""
+    if not keep:
+        return []
+    ckpts = checkpoints(run_dir)
+    keep_set = set(ckpts[-int(keep):])
+    removed = []
+    for path in ckpts:
+        m = re.search(r"_(\d{4,})\.h5$", path)
+        if path in keep_set or (m and best_epoch is not None and int(m.group(1)) == int(best_epoch)):
+            continue
+        os.unlink(path)
+        removed.append(path)
+    return removed
 
 
 def atomic_copy(src, dst):
@@ -148,9 +183,9 @@ def newest_run(logs_dir):
 
 
 def checkpoints(run_dir):
-    """Epoch checkpoints of a run, oldest first."""
+    """Epoch checkpoints (``mask_rcnn_{name}_{epoch:04d}.h5``) of a run, oldest first."""
     return sorted(os.path.join(run_dir, f) for f in os.listdir(run_dir)
-                  if f.startswith("mask_rcnn_") and f.endswith(".h5"))
+                  if re.fullmatch(r"mask_rcnn_.*_\d{4,}\.h5", f))
 
 
 def newest_complete_checkpoint(run_dir):
@@ -180,6 +215,34 @@ def best_weights(run_dir):
     return ckpts[-1]
 
 
+def summary_tag(key):
+    """TensorBoard tag of a log key, grouped so the losses and the LR come first:
+    ``loss`` -> ``loss/total``, ``mrcnn_mask_loss`` -> ``loss/mrcnn_mask``, ``learning_rate`` ->
+    ``lr``, ``segm_AP`` -> ``metrics/segm_AP``. Train and validation share a tag in their own
+    run folders (train/, validation/), so TensorBoard draws them on one card."""
+    key = key[4:] if key.startswith("val_") else key
+    if key == "loss":
+        return "loss/total"
+    if key.endswith("_loss"):
+        return "loss/" + key[:-5]
+    if key in ("learning_rate", "lr"):
+        return "lr"
+    return "metrics/" + key
+
+
+def crop_to_content(image, pad=6, white=245):
+    """``image`` [H, W, 3] uint8 without its blank (near-white) margins, ``pad`` px kept."""
+    import numpy as np
+
+    ink = (np.asarray(image)[..., :3] < white).any(axis=-1)
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if not len(rows):
+        return image
+    y1, y2 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, image.shape[0])
+    x1, x2 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, image.shape[1])
+    return image[y1:y2, x1:x2]
+
+
 def append_results(run_dir, row):
     """Add or replace the row of ``row['epoch']`` in results.csv (atomically; columns may grow)."""
     path = os.path.join(run_dir, RESULTS_CSV)
@@ -207,35 +270,13 @@ def read_results(run_dir):
 
 
 def plot_results(run_dir):
-    """results.png: train/validation total loss and validation mask AP / AP50 per epoch."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    """results.png: each loss, train against validation, the validation AP and the LR per epoch."""
+    from mrcnn import results_plot
 
     rows = read_results(run_dir)
     if not rows:
         return None
-
-    def series(key):
-        pts = [(int(r["epoch"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
-        return zip(*pts) if pts else ((), ())
-
-    fig = Figure(figsize=(10, 4))
-    ax1, ax2 = fig.subplots(1, 2)
-    for key, label in (("loss", "train loss"), ("val_loss", "validation loss")):
-        x, y = series(key)
-        ax1.plot(list(x), list(y), marker="o", label=label)
-    ax1.set_xlabel("epoch")
-    ax1.set_title("loss")
-    ax1.legend()
-    for key, label in (("val_segm_AP", "mask AP"), ("val_segm_AP50", "mask AP50"), ("val_bbox_AP", "box AP")):
-        x, y = series(key)
-        ax2.plot(list(x), list(y), marker="o", label=label)
-    ax2.set_xlabel("epoch")
-    ax2.set_title("validation AP")
-    ax2.legend()
-    fig.tight_layout()
     path = os.path.join(run_dir, RESULTS_PNG)
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80)
+        results_plot.plot(rows, tmp)
     return path

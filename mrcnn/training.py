@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import subprocess
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -19,9 +20,11 @@ import tensorflow as tf
 from mrcnn import inputs
 from mrcnn.anchors import get_anchors
 from mrcnn.data_pipeline import InputPipeline
+from mrcnn.runs import summary_tag
 from mrcnn.train_graph import LOSS_NAMES, compute_losses, total_loss
 
 log = logging.getLogger(__name__)
+SUMMARY_EVERY_STEPS = 10  # TensorBoard steps/ cards: batch losses and LR every N steps
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -190,10 +193,20 @@ class Trainer:
             return
         with self._writer(split).as_default():
             for k, v in logs.items():
-                tf.summary.scalar(k, v, step=epoch)
+                tf.summary.scalar(summary_tag(k), v, step=epoch)
             if lr is not None:
-                tf.summary.scalar("learning_rate", lr, step=epoch)
+                tf.summary.scalar("lr", lr, step=epoch)
         self._writer(split).flush()
+
+    def _log_step(self, values, lr):
+        """Every SUMMARY_EVERY_STEPS steps: the batch losses and the LR at the global step
+        (``steps/`` cards: the warm-up and the noise a per-epoch point hides)."""
+        if not self.chief or (self.global_step % SUMMARY_EVERY_STEPS and self.global_step != 1):
+            return
+        with self._writer("train").as_default():
+            for k, v in values.items():
+                tf.summary.scalar("steps/" + summary_tag(k).split("/")[-1], v, step=self.global_step)
+            tf.summary.scalar("steps/lr", float(lr), step=self.global_step)
 
     # ------------------------------------------------------------------ train
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
@@ -275,7 +288,8 @@ class Trainer:
         dist = self._distribute(pipe, epoch, steps)
         sums = {k: 0.0 for k in LOSS_NAMES + ("loss",)}
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1} {'train' if train else 'val'}",
-                   leave=False, disable=not (getattr(self, "progress", True) and self.chief))
+                   leave=False, disable=not (self.chief and getattr(self.model, "progress", True) and (
+                       sys.stderr.isatty() or "ipykernel" in sys.modules)))  # a log file: epoch lines only
         warmup = int(getattr(self.config, "WARMUP_STEPS", 0) or 0)
         seed0 = int(self.config.SEED or 0)
         try:
@@ -289,6 +303,8 @@ class Trainer:
                 else:
                     out = self.val_step_fn(batch, tf.constant([seed0, 10 ** 6 + step], tf.int64))
                 values = {k: float(v) for k, v in out.items()}
+                if train:
+                    self._log_step(values, rate)
                 if not all(math.isfinite(v) for v in values.values()):
                     # The ids this worker actually loaded (failed images are replaced in the pipeline).
                     ids = np.concatenate([np.reshape(t.numpy(), [-1]) for t in

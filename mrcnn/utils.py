@@ -106,10 +106,10 @@ class Dataset:
 
     def load_image(self, image_id):
         """Load the image as RGB uint8 [H, W, 3] as displayed (EXIF orientation applied, grey
-        made RGB, alpha dropped, 16-bit scaled; see dataset.pixels)."""
+        made RGB, alpha dropped, 16-bit scaled; see mrcnn.pixels)."""
         path = self.image_info[image_id]["path"]
         try:
-            from dataset.pixels import read_rgb
+            from mrcnn.pixels import read_rgb
             image = read_rgb(path)[0]
         except (OSError, ValueError) as e:
             raise OSError("Cannot read image %d (%s): %s. Check the file exists and is a "

@@ -191,8 +191,8 @@ def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_clas
                         show_box=True, iou_threshold=0.5, score_threshold=0.5,
                         figsize=(16, 8), save_path=None):
     """Ground truth (left) beside predictions (right). Predictions matched to a
-    ground truth (mask IoU >= iou_threshold, same class) are green, others red;
-    captions give "name score / IoU"."""
+    ground truth (mask IoU >= iou_threshold, same class) are green, others red; ground
+    truth no prediction matched (missed) is orange; captions give "name score / IoU"."""
     from mrcnn.metrics import compute_matches
     plt = _pyplot()
     order = np.argsort(-np.asarray(pred_score), kind="stable")
@@ -210,9 +210,10 @@ def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_clas
     if ax is None:
         fig, ax = plt.subplots(1, 2, figsize=figsize)
     ax_gt, ax_pred = ax
-    green, red = (0, 1, 0, 0.8), (1, 0, 0, 1)
+    green, red, orange = (0, 1, 0, 0.8), (1, 0, 0, 1), (1, 0.6, 0, 1)  # matched, false positive, missed
     display_instances(image, gt_box, gt_mask, gt_class_id, class_names, ax=ax_gt,
-                      show_bbox=show_box, show_mask=show_mask, colors=[green] * len(gt_class_id),
+                      show_bbox=show_box, show_mask=show_mask,
+                      colors=[green if m > -1 else orange for m in gt_match],
                       title=(title + " ground truth").strip())
     captions = ["{} {:.3f} / {:.2f}".format(
         class_names[pred_class_id[i]], pred_score[i],

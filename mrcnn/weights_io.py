@@ -201,14 +201,14 @@ def _entries(groups):
 def save_weights(groups, filepath, extra_attrs=None):
     """Write ``groups`` in the Keras-2 layout, atomically (temp file, fsync, then rename).
 
-    The free space is checked first: a full disk raises download.fsutil.DiskFullError naming the
+    The free space is checked first: a full disk raises mrcnn.fsio.DiskFullError naming the
     folder and the bytes needed, before HDF5 starts (HDF5 can crash on a full disk), and leaves
     no temp file and the previous ``filepath`` intact.
     """
     import h5py
     import keras
 
-    from download.fsutil import atomic_path
+    from mrcnn.fsio import atomic_path
 
     entries = _entries(groups)
     need = sum(a.nbytes for _, ws in entries for _, a in ws) + 4096 * (1 + sum(len(ws) for _, ws in entries))

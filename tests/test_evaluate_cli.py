@@ -177,7 +177,7 @@ def test_evaluate_newest_run_writes_everything(world):
     assert all(_png(o).shape[0] > 100 for o in overlays)
     events = _events(out)
     assert sum(plugin == "images" for _, plugin in events) == len(CAT_OBJECTS)
-    assert ("segm_AP", "scalars") in events
+    assert ("metrics/segm_AP", "scalars") in events
 
 
 def test_evaluate_in_process_weights_limit_class_out(world, tmp_path, capsys):
@@ -248,11 +248,11 @@ def test_predict_mode(world, tmp_path):
 
 
 def test_predict_min_confidence_default_is_the_configs(world):
-    evaluate = _evaluate_module()
+    from mrcnn_keras3.evaluate_run import load_config
 
     cfg_path = os.path.join(world["run"], "config.toml")
-    assert evaluate.load_config(cfg_path, None).DETECTION_MIN_CONFIDENCE == 0.7
-    assert evaluate.load_config(cfg_path, 0.05).DETECTION_MIN_CONFIDENCE == 0.05
+    assert load_config(cfg_path, None).DETECTION_MIN_CONFIDENCE == 0.7
+    assert load_config(cfg_path, 0.05).DETECTION_MIN_CONFIDENCE == 0.05
 
 
 @pytest.mark.parametrize("args, message", [

@@ -137,11 +137,14 @@ def test_download_train_one_epoch_and_evaluate(env, tmp_path):
     assert metrics["split"] == "test"
 
     # TensorBoard holds the same losses as results.csv, at epoch 1.
-    (step, tb_loss), = tb_scalars(os.path.join(run, "train"), "loss")
+    (step, tb_loss), = tb_scalars(os.path.join(run, "train"), "loss/total")
     assert step == 1 and tb_loss == pytest.approx(loss, rel=1e-4)
-    (step, tb_val), = tb_scalars(os.path.join(run, "validation"), "loss")
+    (step, tb_val), = tb_scalars(os.path.join(run, "validation"), "loss/total")
     assert step == 1 and tb_val == pytest.approx(val_loss, rel=1e-4)
     assert "Summary" in proc.stdout and "matterport" in proc.stdout
+    # --quiet and no TTY: no bars (no carriage returns), no per-epoch lines; LR and time recorded.
+    assert "\r" not in proc.stdout + proc.stderr and "epoch 1/1" not in proc.stdout
+    assert float(rows[0]["lr"]) > 0 and float(rows[0]["time"]) > 0
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +168,7 @@ def five_class_weights(env):
 def test_head_swap_then_ctrl_c_then_resume(env, tmp_path, five_class_weights):
     """--weights from a 5-class model: heads swapped; SIGINT after epoch 1 -> exit 130, "interrupted";
     --resume finishes epoch 2 in the same run folder with continuous results."""
-    from train import file_num_classes
+    from mrcnn_keras3.weights import file_num_classes
 
     assert file_num_classes(five_class_weights) == 5  # the file really has 5-class heads
 
@@ -218,7 +221,7 @@ def test_head_swap_then_ctrl_c_then_resume(env, tmp_path, five_class_weights):
     assert all(np.isfinite(float(r["loss"])) and np.isfinite(float(r["val_loss"])) for r in rows)
     assert [os.path.basename(p) for p in sorted(glob.glob(os.path.join(run, "mask_rcnn_*.h5")))] == \
         ["mask_rcnn_cat_0001.h5", "mask_rcnn_cat_0002.h5"]
-    steps = [s for s, _ in tb_scalars(os.path.join(run, "train"), "loss")]
+    steps = [s for s, _ in tb_scalars(os.path.join(run, "train"), "loss/total")]
     assert sorted(set(steps)) == [1, 2]
     assert os.path.isfile(os.path.join(run, "eval_test", "metrics.json"))
 

@@ -245,6 +245,11 @@ def test_augmentation_is_applied(chained):
     assert chained["augmenter_calls"] >= 2         # config.AUGMENT=True used mrcnn.augment.Augmenter
 
 
+def summary_tag(key):
+    from mrcnn.runs import summary_tag as tag
+    return tag(key)
+
+
 def _tags(folder):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -260,11 +265,13 @@ def test_tensorboard_scalars_and_run_config(chained):
     train = _tags(os.path.join(model.log_dir, "train"))
     val = _tags(os.path.join(model.log_dir, "validation"))
     for k in LOSS_NAMES + ("loss",):
-        assert [s for s, _ in train[k]] == [1, 2], k
-        assert [s for s, _ in val[k]] == [1, 2], k
-        assert train[k][1][1] == pytest.approx(h[1][k], rel=1e-6)
-        assert val[k][0][1] == pytest.approx(h[0]["val_" + k], rel=1e-6)
-    assert [v for _, v in train["learning_rate"]] == pytest.approx([0.01, 0.01])
+        tag = summary_tag(k)  # loss/total, loss/rpn_class, ...: grouped under "loss"
+        assert [s for s, _ in train[tag]] == [1, 2], k
+        assert [s for s, _ in val[tag]] == [1, 2], k
+        assert train[tag][1][1] == pytest.approx(h[1][k], rel=1e-6)
+        assert val[tag][0][1] == pytest.approx(h[0]["val_" + k], rel=1e-6)
+    assert [v for _, v in train["lr"]] == pytest.approx([0.01, 0.01])
+    assert len(train["steps/total"]) >= 1 and "steps/lr" in train  # every N steps too
     import tomllib
 
     with open(os.path.join(model.log_dir, "config.toml"), "rb") as f:

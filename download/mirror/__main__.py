@@ -25,12 +25,12 @@ def main(argv=None) -> int:
     s.add_argument("--no-range", action="store_true", help="ignore Range headers (200 + whole body)")
     args = p.parse_args(argv)
     if args.cmd == "build":
-        from download.mirror.build import build_mirror
+        from .build import build_mirror
         r = build_mirror(args.dir, images_per_split=args.images_per_split, members_per_shard=args.members_per_shard,
                          seed=args.seed, shuffle_members=args.shuffle_members)
         print("built %(images)d images, %(masks)d masks in %(dir)s (%(seconds).1f s)" % r)
         return 0
-    from download.mirror.server import serve
+    from .server import serve
     srv, base = serve(args.dir, port=args.port, latency_ms=args.latency_ms, no_range=args.no_range)
     print("base url:   %s\nimages url: %s" % (base, srv.images_url), flush=True)
     try:

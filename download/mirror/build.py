@@ -26,8 +26,8 @@ import zipfile
 
 import numpy as np
 
-from download.annotations import HEADER
-from download.mirror.shapes import scene, texture_bank
+from ..annotations import HEADER
+from .shapes import scene, texture_bank
 
 # (MID, display name, has masks): Cat/Dog/Teddy bear as in Open Images; Tree has boxes only.
 CLASSES = [("/m/01yrx", "Cat", True), ("/m/0bt9lr", "Dog", True), ("/m/0kmg4", "Teddy bear", True),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import zipfile
 
-from download.mirror.build import write_zip
+from .build import write_zip
 
 
 def shard_path(dir: str, split: str, shard: str) -> str:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 @contextmanager
 def running(dir: str, **kwargs):
     """``with running(mirror_dir) as srv:`` serve it for the block (``srv.base_url``, ``srv.images_url``)."""
-    from download.mirror.server import serve
+    from .server import serve
     srv, _ = serve(dir, **kwargs)
     try:
         yield srv
@@ -54,7 +54,7 @@ def zip_member_spans(path: str) -> dict[str, tuple[int, int]]:
 
 def range_of(header: str | None, size: int) -> tuple[int, int]:
     """(first, end) bytes covered by a request's Range header (whole file if None)."""
-    from download.mirror.server import parse_range
+    from .server import parse_range
     r = parse_range(header, size) if header else None
     if r is None or r == "bad":
         return 0, size

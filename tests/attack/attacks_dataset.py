@@ -40,7 +40,7 @@ def check_mask_bomb(tmp):
 
 @attack(4, "evaluate.py --image on a 400-megapixel PNG", timeout=60)
 def predict_image_bomb(tmp):
-    import evaluate
+    from mrcnn_keras3 import predict as evaluate  # evaluate.py --image's reader
     path = os.path.join(tmp, "huge.png")
     with open(path, "wb") as f:
         f.write(bomb_png())
@@ -75,7 +75,7 @@ def _iou(a, b):
 
 @attack(7, "EXIF orientation 1..8: check, load_image, converter and --image agree")
 def exif_orientations(tmp):
-    import evaluate
+    from mrcnn_keras3 import predict as evaluate  # evaluate.py --image's reader
     from dataset.convert import record_to_masks
     from dataset.openimages import OpenImagesDataset
     displayed, mask = scene()
@@ -131,7 +131,7 @@ def palette_mask(tmp):
 
 @attack(15, "a 16-bit PNG in --image is scaled with a warning, not saturated")
 def sixteen_bit_png(tmp):
-    import evaluate
+    from mrcnn_keras3 import predict as evaluate  # evaluate.py --image's reader
     path = os.path.join(tmp, "deep.png")
     ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
     with open(path, "wb") as f:

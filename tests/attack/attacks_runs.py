@@ -55,7 +55,7 @@ def _dense(units, inputs):
 def _full_disk_checks(folder, monkeypatch_probe, tmp):
     """Write a 4 MB checkpoint and copy one into ``folder`` (~2 MiB free): both must fail clearly,
     leave no temp file and keep the previous files; with room again, both must succeed."""
-    from download import fsutil
+    from mrcnn import fsio as fsutil
     from mrcnn import runs, weights_io
     small = _dense(2, 2)
     prev = os.path.join(folder, "mask_rcnn_cat_0001.h5")
@@ -89,7 +89,7 @@ def _expect_full(fn, folder):
 @attack(3, "full disk during a checkpoint and the last.h5 copy", timeout=60)
 def full_disk(tmp):
     import contextlib
-    from download import fsutil
+    from mrcnn import fsio as fsutil
     with tiny_filesystem(3072) as fs:
         if fs is None:  # not root: a free-space probe that reports 2 MB
             folder = os.path.join(tmp, "run")

@@ -1,0 +1,39 @@
+"""Layering rules: the model (mrcnn) never imports download/ or dataset/ (they are installed
+as mrcnn_keras3.*); download/ and dataset/ import each other only through the package-relative
+helper or mrcnn's TF-free leaves; nothing imports the command-line entry points."""
+import ast
+import os
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _imports(folder):
+    for name in sorted(os.listdir(os.path.join(REPO, folder))):
+        if name.endswith(".py"):
+            path = os.path.join(REPO, folder, name)
+            tree = ast.parse(open(path, encoding="utf8").read())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    yield path, [a.name for a in node.names], 0
+                elif isinstance(node, ast.ImportFrom):
+                    yield path, [node.module or ""], node.level
+
+
+def test_model_never_imports_the_apps():
+    for path, names, level in _imports("mrcnn"):
+        for n in names:
+            assert level or n.split(".")[0] not in ("download", "dataset", "mrcnn_keras3", "train", "evaluate"), (path, n)
+
+
+def test_download_and_dataset_use_relative_imports():
+    for folder in ("download", "download/mirror", "dataset"):
+        for path, names, level in _imports(folder):
+            for n in names:
+                assert level or n.split(".")[0] not in ("download", "dataset"), (path, n)
+
+
+def test_no_cli_imports_another_cli():
+    for path, names, level in _imports("mrcnn_keras3"):
+        for n in names:
+            assert not n.endswith("_cli") or os.path.basename(path) == "__init__.py", (path, n)
+            assert n.split(".")[0] not in ("train", "evaluate"), (path, n)
