@@ -26,6 +26,7 @@ EXTRA_KEYS = {
     "AUGMENT": False,                # matterport augments only when given ``augmentation``
     "TRAIN_SCHEDULE": None,          # train() calls decide the stages
     "MIXED_PRECISION": None,         # float32
+    "KEEP_CHECKPOINTS": 0,           # every epoch's checkpoint stays, as matterport
 }
 
 
