@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import inputs
+from mrcnn import inputs, interrupt
 from mrcnn.anchors import get_anchors
 from mrcnn.data_pipeline import InputPipeline
 from mrcnn.runs import summary_tag
@@ -239,6 +239,14 @@ class Trainer:
             cb.on_train_begin()
         log.info("Training %s from epoch %d to %d, lr=%g, %d steps/epoch", layers, model.epoch, epochs,
                  learning_rate, steps)
+        with interrupt.deferred_sigint():
+            self._train_epochs(model, train_pipe, val_pipe, steps, val_steps, learning_rate, epochs, callbacks)
+        for cb in callbacks:
+            cb.on_train_end()
+        return self.history
+
+    def _train_epochs(self, model, train_pipe, val_pipe, steps, val_steps, learning_rate, epochs, callbacks):
+        """The epoch loop of ``train``; Ctrl-C takes effect at ``interrupt.check()`` points only."""
         start_epoch = model.epoch
         if self.global_step == 0 and start_epoch > 0:
             # Resumed from a checkpoint (load_weights set the epoch): continue the warm-up and the
@@ -260,14 +268,14 @@ class Trainer:
                 model.save_weights(path)
                 logs["checkpoint"] = path
             self.history.append({"epoch": model.epoch, **{k: v for k, v in logs.items()}})
+            # The checkpoint and the callbacks' run files (state.json, results.csv) of an epoch
+            # are written as one unit: a Ctrl-C in between waits for them.
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
+            interrupt.check()
             if getattr(self.net, "stop_training", False):
                 log.info("A callback stopped training after epoch %d.", model.epoch)
                 break
-        for cb in callbacks:
-            cb.on_train_end()
-        return self.history
 
     def _distribute(self, pipe, epoch, steps):
         """The epoch's batches for this strategy: one input pipeline per worker, each reading its shard."""
@@ -318,6 +326,7 @@ class Trainer:
                 for k in sums:
                     sums[k] += values[k]
                 bar.update(1)
+                interrupt.check()
                 bar.set_postfix(loss=f"{sums['loss'] / (step + 1):.3f}")
         finally:
             bar.close()

@@ -16,7 +16,7 @@ import pytest
 NO_TF_MODULES = {
     "test_anchors", "test_augment", "test_config", "test_config_defaults", "test_dataset_check",
     "test_dataset_convert", "test_dataset_fixtures", "test_dataset_formats", "test_dataset_openimages",
-    "test_dataset_voc", "test_download_csv", "test_download_e2e", "test_download_faults",
+    "test_dataset_voc", "test_download_csv", "test_interrupt", "test_download_e2e", "test_download_faults",
     "test_download_mirror", "test_download_resume", "test_download_zip", "test_imgaug_compat",
     "test_evaluation", "test_inputs", "test_metrics", "test_rpn_targets", "test_shapes", "test_utils",
     "test_visualize",
