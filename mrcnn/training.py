@@ -101,6 +101,8 @@ class Trainer:
         self.train_step_fn = None
         self.val_step_fn = None
         self.history = []
+        # (global step, {loss name: value}) of every training step, for loss curves and tests.
+        self.step_losses = []
         self.global_step = 0
         self.chief = is_chief(self.strategy)
 
@@ -289,6 +291,8 @@ class Trainer:
                 else:
                     out = self.val_step_fn(batch, tf.constant([seed0, 10 ** 6 + step], tf.int64))
                 values = {k: float(v) for k, v in out.items()}
+                if train:
+                    self.step_losses.append((self.global_step, values))
                 if not all(math.isfinite(v) for v in values.values()):
                     # The ids this worker actually loaded (failed images are replaced in the pipeline).
                     ids = np.concatenate([np.reshape(t.numpy(), [-1]) for t in
@@ -320,9 +324,18 @@ class Trainer:
 
 
 def _make_optimizer(config, loss_scale=False):
+    """SGD with momentum and matterport's clipping.
+
+    GRADIENT_CLIP_MODE "per_tensor" (default) is matterport's ``SGD(clipnorm=...)`` on Keras 2
+    (tf.keras): each gradient tensor is scaled to norm <= GRADIENT_CLIP_NORM on its own.
+    "global" scales all of them by one factor so that their joint norm is <= the limit; from
+    scratch that shrinks every step (the joint norm of ~300 tensors is far above 5).
+    """
     import keras
 
     clip = float(config.GRADIENT_CLIP_NORM) if config.GRADIENT_CLIP_NORM else None
-    opt = keras.optimizers.SGD(learning_rate=float(config.LEARNING_RATE), momentum=float(config.LEARNING_MOMENTUM),
-                               global_clipnorm=clip)
+    mode = getattr(config, "GRADIENT_CLIP_MODE", "per_tensor")
+    kwargs = {"global_clipnorm": clip} if mode == "global" else {"clipnorm": clip}
+    opt = keras.optimizers.SGD(learning_rate=float(config.LEARNING_RATE),
+                               momentum=float(config.LEARNING_MOMENTUM), **kwargs)
     return keras.optimizers.LossScaleOptimizer(opt) if loss_scale else opt
