@@ -47,7 +47,8 @@ class Config:
     Extra attributes beyond matterport's:
       RPN_CONV_CHANNELS: channels of the shared RPN conv (512 in the COCO weights).
       MASK_HEAD_CHANNELS: channels of the mask head convs (256 in the COCO weights).
-      SEED: int seed for weights init, sampling and augmentation; None = random.
+      SEED: int seed for weights init, sampling and augmentation; None = random. When set,
+        ``train()`` also turns on TensorFlow's op determinism (same machine, same numbers).
       ROI_INCLUDE_GT: add the ground-truth boxes to the proposals when training.
       WARMUP_STEPS: linear learning-rate warm-up steps at the start of training.
       AUGMENT: built-in augmentation (flips, scale jitter) on or off.

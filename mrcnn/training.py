@@ -208,6 +208,10 @@ class Trainer:
             from mrcnn.augment import Augmenter
             augmentation = Augmenter()
         seed = int(config.SEED or 0)
+        if config.SEED is not None:
+            # Same seed, same numbers: TensorFlow's CPU gradients otherwise differ between runs in
+            # the last bits (multi-threaded reductions), and the difference grows from step 2 on.
+            tf.config.experimental.enable_op_determinism()
         train_ids = self._valid_ids(train_dataset, "train")
         train_pipe = InputPipeline(train_dataset, config, train_ids, augmentation, no_augmentation_sources,
                                    shuffle=True, seed=seed)
