@@ -231,6 +231,21 @@ def summarize(records, modes):
     return out
 
 
+def combine(paths, out, argv):
+    """Merge result files (e.g. one per seed, run side by side) and summarise them together."""
+    from download.fsutil import atomic_write_json
+
+    files = [json.load(open(p)) for p in paths]
+    records = [r for f in files for r in f["runs"]]
+    modes = list(dict.fromkeys(r["mode"] for r in records))
+    record = {"command": "python -m bench.bench_learn_vs_tv " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "sources": [{"path": p, "command": f["command"]} for p, f in zip(paths, files)],
+              "summary": summarize(records, modes), "runs": records}
+    atomic_write_json(out, record)
+    print(f"wrote {out}")
+    return record
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -250,7 +265,10 @@ def main(argv=None):
     ap.add_argument("--parallel", type=int, default=2, help="runs at once (each has its own CPU budget)")
     ap.add_argument("--torchvision-python", default=sys.executable)
     ap.add_argument("--out", default=os.path.join("bench", "results", "learn_vs_tv.json"))
+    ap.add_argument("--combine", nargs="+", help="merge the runs of these result files into --out (seeds run apart)")
     args = ap.parse_args(argv)
+    if args.combine:
+        return combine(args.combine, args.out, argv)
     if args.child:
         print(json.dumps(run_ours(json.loads(args.child))))
         return None
