@@ -48,12 +48,15 @@ class Config:
     CLIs' recipes in configs/*.toml change some):
       RPN_CONV_CHANNELS: channels of the shared RPN conv (512 in the COCO weights).
       MASK_HEAD_CHANNELS: channels of the mask head convs (256 in the COCO weights).
-      SEED: int seed for weights init, sampling and augmentation; None = random.
+      SEED: int seed for weights init, sampling and augmentation; None = random. When set,
+        ``train()`` also turns on TensorFlow's op determinism (same machine, same numbers).
       ROI_INCLUDE_GT: add the ground-truth boxes to the proposals when training (False as
         in matterport; configs/*.toml turn it on: a positive ROI per GT box from step 1).
       WARMUP_STEPS: linear learning-rate warm-up steps at the start of training.
       AUGMENT: built-in augmentation (flips, scale jitter) on or off.
       KEEP_CHECKPOINTS: epoch checkpoints kept, the newest N plus the best; 0 = all (matterport).
+      GRADIENT_CLIP_MODE: "per_tensor" (matterport: Keras 2's ``clipnorm`` clips each
+        gradient tensor to GRADIENT_CLIP_NORM) or "global" (the norm over all tensors).
       MIXED_PRECISION: None, "mixed_float16" (GPUs; loss scaling on) or "mixed_bfloat16".
       TRAIN_SCHEDULE: None, or a list of stages {"layers": str, "epochs": int
         (cumulative, increasing), optional "learning_rate": float}.
@@ -115,6 +118,7 @@ class Config:
     WARMUP_STEPS = 0
     AUGMENT = False
     KEEP_CHECKPOINTS = 0
+    GRADIENT_CLIP_MODE = "per_tensor"
     TRAIN_SCHEDULE = None
     MIXED_PRECISION = None
 
@@ -436,6 +440,8 @@ def _check_values(c, mode):
     if not (c.GRADIENT_CLIP_NORM is None or (_is_num(c.GRADIENT_CLIP_NORM)
                                              and c.GRADIENT_CLIP_NORM > 0)):
         bad("GRADIENT_CLIP_NORM", "must be a positive number (e.g. 5.0) or None for no clipping")
+    if getattr(c, "GRADIENT_CLIP_MODE", "per_tensor") not in ("per_tensor", "global"):
+        bad("GRADIENT_CLIP_MODE", 'must be "per_tensor" (matterport) or "global"')
     if not (c.IMAGE_MIN_SCALE is None or (_is_num(c.IMAGE_MIN_SCALE) and c.IMAGE_MIN_SCALE >= 0)):
         bad("IMAGE_MIN_SCALE", "must be a number >= 0 (0 = no minimum)")
     if c.IMAGE_RESIZE_MODE not in RESIZE_MODES:

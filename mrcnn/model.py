@@ -82,6 +82,11 @@ class MaskRCNN(InspectMixin):
             h, w = config.IMAGE_SHAPE[:2]
             if h / 2 ** 6 != int(h / 2 ** 6) or w / 2 ** 6 != int(w / 2 ** 6):
                 raise ValueError("Image size must be divisible by 64 (IMAGE_MAX_DIM, or IMAGE_MIN_DIM in crop mode)")
+        if getattr(config, "SEED", None) is not None:
+            # SEED makes the initial weights reproducible (Keras draws them from its global seed).
+            import keras
+
+            keras.utils.set_random_seed(int(config.SEED))
         policy = getattr(config, "MIXED_PRECISION", None)
         if not policy:
             return MatterportNet(config, mode=mode)

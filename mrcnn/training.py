@@ -104,6 +104,8 @@ class Trainer:
         self.train_step_fn = None
         self.val_step_fn = None
         self.history = []
+        # (global step, {loss name: value}) of every training step, for loss curves and tests.
+        self.step_losses = []
         self.global_step = 0
         self.chief = is_chief(self.strategy)
 
@@ -219,6 +221,10 @@ class Trainer:
             from mrcnn.augment import Augmenter
             augmentation = Augmenter()
         seed = int(config.SEED or 0)
+        if config.SEED is not None:
+            # Same seed, same numbers: TensorFlow's CPU gradients otherwise differ between runs in
+            # the last bits (multi-threaded reductions), and the difference grows from step 2 on.
+            tf.config.experimental.enable_op_determinism()
         train_ids = self._valid_ids(train_dataset, "train")
         train_pipe = InputPipeline(train_dataset, config, train_ids, augmentation, no_augmentation_sources,
                                    shuffle=True, seed=seed)
@@ -313,6 +319,7 @@ class Trainer:
                 values = {k: float(v) for k, v in out.items()}
                 if train:
                     self._log_step(values, rate)
+                    self.step_losses.append((self.global_step, values))
                 if not all(math.isfinite(v) for v in values.values()):
                     # The ids this worker actually loaded (failed images are replaced in the pipeline).
                     ids = np.concatenate([np.reshape(t.numpy(), [-1]) for t in
@@ -345,9 +352,18 @@ class Trainer:
 
 
 def _make_optimizer(config, loss_scale=False):
+    """SGD with momentum and matterport's clipping.
+
+    GRADIENT_CLIP_MODE "per_tensor" (default) is matterport's ``SGD(clipnorm=...)`` on Keras 2
+    (tf.keras): each gradient tensor is scaled to norm <= GRADIENT_CLIP_NORM on its own.
+    "global" scales all of them by one factor so that their joint norm is <= the limit; from
+    scratch that shrinks every step (the joint norm of ~300 tensors is far above 5).
+    """
     import keras
 
     clip = float(config.GRADIENT_CLIP_NORM) if config.GRADIENT_CLIP_NORM else None
-    opt = keras.optimizers.SGD(learning_rate=float(config.LEARNING_RATE), momentum=float(config.LEARNING_MOMENTUM),
-                               global_clipnorm=clip)
+    mode = getattr(config, "GRADIENT_CLIP_MODE", "per_tensor")
+    kwargs = {"global_clipnorm": clip} if mode == "global" else {"clipnorm": clip}
+    opt = keras.optimizers.SGD(learning_rate=float(config.LEARNING_RATE),
+                               momentum=float(config.LEARNING_MOMENTUM), **kwargs)
     return keras.optimizers.LossScaleOptimizer(opt) if loss_scale else opt

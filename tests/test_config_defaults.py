@@ -27,6 +27,7 @@ EXTRA_KEYS = {
     "TRAIN_SCHEDULE": None,          # train() calls decide the stages
     "MIXED_PRECISION": None,         # float32
     "KEEP_CHECKPOINTS": 0,           # every epoch's checkpoint stays, as matterport
+    "GRADIENT_CLIP_MODE": "per_tensor",  # Keras 2 clipnorm: each gradient tensor on its own
 }
 
 
