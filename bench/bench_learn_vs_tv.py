@@ -125,20 +125,6 @@ def _cpu_budget_callback(limit, cleanup_dir):
     return StopAtCpuBudget()
 
 
-def _matterport_bn_inference():
-    """A/B only: matterport's ``BatchNorm(...)(x, training=TRAIN_BN)`` keeps training=True in
-    its Keras 2 graph, so with TRAIN_BN=True its inference uses each batch's statistics; ours
-    uses the moving averages. This patches ours to matterport's behaviour for the evaluation."""
-    from keras import layers as KL
-
-    from mrcnn import backbone
-
-    def call(self, inputs, training=None, mask=None):
-        return KL.BatchNormalization.call(self, inputs, training=bool(training) or self.train_bn, mask=mask)
-
-    backbone.BatchNorm.call = call
-
-
 def run_ours(spec):
     """Train within spec["budget_cpu"] process CPU seconds, then predict the held-out split."""
     from mrcnn.model import MaskRCNN
@@ -158,8 +144,6 @@ def run_ours(spec):
     steps = model._trainer.step_losses
     curve = [[s, round(sum(v[k] for k in v if k.endswith("_loss")), 4)] for s, v in steps]
     weights = model.find_last()
-    if spec.get("bn_batch_stats_at_inference"):
-        _matterport_bn_inference()
     infer = MaskRCNN("inference", ours_config(spec, "inference"), spec["logs"])
     infer.load_weights(weights, by_name=True)
     arrays = {}
@@ -210,7 +194,6 @@ def run_job(mode, seed, args, data, tmp):
             "out": out, "backbone": args.backbone, "epoch_steps": args.epoch_steps,
             "logs": os.path.join(tmp, f"logs_{mode}_{seed}"), "set": dict(args.set),
             "phases": phases(mode, args), "lr": 0.01, "tv_backbone": args.tv_backbone, "tv_warmup": 50}
-    spec["bn_batch_stats_at_inference"] = args.bn_batch_stats_at_inference
     if mode == "recipe":
         spec["set"] = {"WARMUP_STEPS": args.recipe_warmup, **spec["set"]}
     if mode == "torchvision":
@@ -282,8 +265,6 @@ def main(argv=None):
     ap.add_argument("--parallel", type=int, default=2, help="runs at once (each has its own CPU budget)")
     ap.add_argument("--torchvision-python", default=sys.executable)
     ap.add_argument("--out", default=os.path.join("bench", "results", "learn_vs_tv.json"))
-    ap.add_argument("--bn-batch-stats-at-inference", action="store_true",
-                    help="A/B: evaluate ours with matterport's TRAIN_BN=True inference (batch statistics)")
     ap.add_argument("--combine", nargs="+", help="merge the runs of these result files into --out (seeds run apart)")
     args = ap.parse_args(argv)
     if args.combine:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import keras
 from keras import layers as KL
+from keras import ops
 
 from mrcnn.conv import FastGradConv2D
 
@@ -28,21 +29,41 @@ BN_EPSILON = 1e-3
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class BatchNorm(KL.BatchNormalization):
-    """BatchNormalization that runs in inference mode unless ``train_bn`` is True.
+    """matterport's BatchNorm: the layer is called with ``training=train_bn`` whatever the caller.
 
-    matterport freezes BN statistics (TRAIN_BN=False) because detection batches are small.
-    Keras 3 functional models override a node's stored ``training`` flag with the caller's,
-    so the freeze has to live in the layer itself. Gamma and beta stay trainable.
-    ``train_bn=None`` is matterport's "None: train BN layers, the normal mode", i.e. the same
-    as True here: follow the caller's ``training`` flag.
+    - ``train_bn=False`` (matterport's default): frozen, moving averages in training and
+      inference (detection batches are small). Gamma and beta stay trainable.
+    - ``train_bn=True``: batch statistics always, at inference too (matterport's docstring: "set
+      layer in training mode even when making inferences"). Moving averages are updated only
+      when the caller trains, as in matterport's Keras 2 graph, where only the training function
+      ran the updates.
+    - ``train_bn=None`` ("the normal mode"): follow the caller's ``training`` flag.
+
+    Keras 3 functional models override a node's stored ``training`` flag with the caller's, so
+    the policy has to live in the layer itself.
     """
 
     def __init__(self, train_bn=False, epsilon=BN_EPSILON, **kwargs):
         super().__init__(epsilon=epsilon, **kwargs)
-        self.train_bn = True if train_bn is None else bool(train_bn)
+        self.train_bn = None if train_bn is None else bool(train_bn)
 
     def call(self, inputs, training=None, mask=None):
+        if self.train_bn is None:
+            return super().call(inputs, training=bool(training), mask=mask)
+        if self.train_bn and not training:
+            return self._batch_statistics(inputs)
         return super().call(inputs, training=bool(training) and self.train_bn, mask=mask)
+
+    def _batch_statistics(self, inputs):
+        """Normalise [..., C] with this batch's moments, leaving the moving averages alone."""
+        x = ops.cast(inputs, "float32") if inputs.dtype in ("float16", "bfloat16") else inputs
+        axes = [i for i in range(len(x.shape)) if i != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes)
+        out = ops.batch_normalization(x, mean, variance, axis=self.axis,
+                                      offset=ops.cast(self.beta, x.dtype) if self.center else None,
+                                      scale=ops.cast(self.gamma, x.dtype) if self.scale else None,
+                                      epsilon=self.epsilon)
+        return ops.cast(out, inputs.dtype)
 
     def get_config(self):
         config = super().get_config()

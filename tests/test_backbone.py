@@ -92,11 +92,10 @@ def test_frozen_bn_ignores_training_flag():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("train_bn", [True, None])
-def test_trainable_bn_uses_batch_statistics(train_bn):
-    """TRAIN_BN=True, and None (matterport: "None: train BN layers, the normal mode"), follow
-    the training flag: batch statistics and moving-average updates when training=True."""
-    model = _small_model(train_bn=train_bn)
+def test_normal_mode_bn_follows_the_training_flag():
+    """TRAIN_BN=None (matterport: "None: train BN layers, the normal mode"): batch statistics and
+    moving-average updates when training=True, moving averages at inference."""
+    model = _small_model(train_bn=None)
     x = np.random.default_rng(0).normal(0, 50, (2, 64, 64, 3)).astype(np.float32)
     before = _moving_stats(model)
     inference = model(x, training=False).numpy()
@@ -105,6 +104,34 @@ def test_trainable_bn_uses_batch_statistics(train_bn):
     assert not np.allclose(trained, inference)
     after = _moving_stats(model)
     assert any(not np.allclose(a, b) for a, b in zip(before, after))
+
+
+def test_trainable_bn_uses_batch_statistics_at_inference_too():
+    """TRAIN_BN=True: matterport calls BN with training=True in both modes, so inference uses the
+    batch's moments (equal to the training-mode output) and leaves the moving averages alone."""
+    model = _small_model(train_bn=True)
+    x = np.random.default_rng(0).normal(0, 50, (2, 64, 64, 3)).astype(np.float32)
+    before = _moving_stats(model)
+    inference = model(x, training=False).numpy()
+    for a, b in zip(before, _moving_stats(model)):
+        np.testing.assert_array_equal(a, b)
+    trained = model(x, training=True).numpy()
+    np.testing.assert_allclose(inference, trained, rtol=1e-4, atol=1e-4 * np.abs(trained).max())
+    assert any(not np.allclose(a, b) for a, b in zip(before, _moving_stats(model)))
+
+
+def test_batch_statistics_equal_numpy():
+    layer = BatchNorm(train_bn=True, epsilon=1e-3)
+    x = np.random.default_rng(1).normal(3, 2, (4, 5, 5, 6)).astype(np.float32)
+    layer.build(x.shape)
+    gamma = np.linspace(0.5, 1.5, 6).astype(np.float32)
+    beta = np.linspace(-1, 1, 6).astype(np.float32)
+    layer.gamma.assign(gamma)
+    layer.beta.assign(beta)
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=(0, 1, 2)), x64.var(axis=(0, 1, 2))
+    expected = (x64 - mean) / np.sqrt(var + 1e-3) * gamma + beta
+    np.testing.assert_allclose(layer(x, training=False).numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_batchnorm_config_roundtrip():
