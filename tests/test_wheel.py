@@ -44,9 +44,11 @@ def venv(tmp_path_factory):
     py = str(env_dir / "bin" / "python")
     site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    # TensorFlow & co.: this environment's site folders, after the wheel's; never the checkout.
-    outer = [p for p in sys.path if "site-packages" in p and os.path.isdir(p)
-             and not os.path.abspath(p).startswith(REPO)]
+    # TensorFlow & co.: this environment's site folders (make's venv sits inside the checkout, at
+    # .venv), after the wheel's. A .pth line adds a folder without running the .pth files in it,
+    # so the editable install's finder, which would import the checkout, stays off.
+    outer = [p for p in sys.path if os.path.basename(p.rstrip(os.sep)) in ("site-packages", "dist-packages")
+             and os.path.isdir(p)]
     with open(os.path.join(site, "_heavy_deps.pth"), "w") as f:
         f.write("\n".join(outer) + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", py, "install", "--no-deps", "-q", wheel],
