@@ -10,6 +10,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from mrcnn.roi_align_gather import multilevel_crop_and_resize
+
 
 def roi_levels(boxes, image_area):
     """boxes [N, 4] normalised, image_area scalar (pixels) -> int32 [N] in 2..5."""
@@ -24,18 +26,22 @@ def roi_levels(boxes, image_area):
 class PyramidROIAlign(keras.layers.Layer):
     """Inputs: boxes [N, 4] normalised, box_indices int32 [N] (image of each ROI),
     feature maps [P2, P3, P4, P5] each [B, h, w, C]; ``image_shape`` (H, W) of the molded image.
-    Output: [N, pool, pool, C] in the order of ``boxes``.
+    Output: [N, pool, pool, C] in the order of ``boxes``. ``use_gather``: crop with
+    ``mrcnn.roi_align_gather`` (static shapes, compiles under XLA; same values).
     """
 
-    def __init__(self, pool_shape, image_shape, **kwargs):
+    def __init__(self, pool_shape, image_shape, use_gather=False, **kwargs):
         super().__init__(**kwargs)
         self.pool_shape = tuple(int(v) for v in pool_shape)
         self.image_shape = tuple(int(v) for v in image_shape[:2])
+        self.use_gather = bool(use_gather)
 
     def call(self, boxes, box_indices, feature_maps):
         boxes = tf.stop_gradient(boxes)
         box_indices = tf.stop_gradient(tf.cast(box_indices, tf.int32))
         levels = roi_levels(boxes, self.image_shape[0] * self.image_shape[1])
+        if self.use_gather:
+            return multilevel_crop_and_resize(feature_maps, boxes, box_indices, levels - 2, self.pool_shape)
         positions, crops = [], []
         for i, fmap in enumerate(feature_maps):
             ix = tf.cast(tf.where(tf.equal(levels, i + 2))[:, 0], tf.int32)
@@ -51,5 +57,6 @@ class PyramidROIAlign(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(pool_shape=list(self.pool_shape), image_shape=list(self.image_shape))
+        config.update(pool_shape=list(self.pool_shape), image_shape=list(self.image_shape),
+                      use_gather=self.use_gather)
         return config

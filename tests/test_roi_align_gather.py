@@ -1,0 +1,154 @@
+"""The gather-based crop-and-resize against ``tf.image.crop_and_resize`` (forward and feature-map
+gradient), its multilevel form against per-level crops, PyramidROIAlign(use_gather=True) against
+the default path, and both under ``tf.function(jit_compile=True)`` on CPU."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mrcnn.roi_align import PyramidROIAlign, roi_levels
+from mrcnn.roi_align_gather import crop_and_resize, multilevel_crop_and_resize
+from tests.helpers import check_layer_config_roundtrip
+
+SIZES = [(7, 7), (14, 14), (1, 1), (1, 4), (3, 5)]
+
+
+def random_boxes(rng, n):
+    """[n, 4] normalised boxes: inside, partly outside the image, zero (padding) and flipped."""
+    boxes = rng.uniform(-0.3, 1.3, (n, 4)).astype(np.float32)
+    boxes[: n // 4] = np.sort(rng.uniform(0, 1, (n // 4, 2, 2)), axis=1).transpose(0, 2, 1).reshape(-1, 4)
+    boxes[n // 4: n // 4 + 3] = 0.0
+    boxes[-1] = [0.9, 0.8, 0.1, 0.2]
+    return boxes
+
+
+def setup(seed=0, n=32, shape=(2, 13, 17, 5)):
+    rng = np.random.default_rng(seed)
+    image = tf.constant(rng.normal(size=shape).astype(np.float32))
+    boxes = tf.constant(random_boxes(rng, n))
+    box_ix = tf.constant(rng.integers(0, shape[0], n).astype(np.int32))
+    return image, boxes, box_ix
+
+
+def value_and_image_grad(fn, image, boxes, box_ix, size):
+    upstream = tf.random.stateless_normal([boxes.shape[0], size[0], size[1], image.shape[-1]], [3, 4])
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        out = fn(image, boxes, box_ix, size)
+        loss = tf.reduce_sum(out * upstream)
+    return out.numpy(), tape.gradient(loss, image).numpy()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_equals_tf_crop_and_resize_forward_and_gradient(size):
+    image, boxes, box_ix = setup()
+    want, want_grad = value_and_image_grad(tf.image.crop_and_resize, image, boxes, box_ix, size)
+    got, got_grad = value_and_image_grad(crop_and_resize, image, boxes, box_ix, size)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    # Gradients sum many contributions per pixel: the order differs, so allow rounding.
+    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-5)
+    assert (want == 0).any()   # boxes reaching outside the image were among them
+
+
+def test_out_of_range_samples_are_zero_and_get_no_gradient():
+    image = tf.ones([1, 4, 4, 1])
+    boxes = tf.constant([[1.2, 0.0, 1.5, 1.0], [-0.5, -0.5, 0.5, 0.5]])
+    out, grad = value_and_image_grad(crop_and_resize, image, boxes, tf.constant([0, 0]), (3, 3))
+    assert out[0].max() == 0
+    np.testing.assert_array_equal(out[1, :, :, 0], [[0, 0, 0], [0, 1, 1], [0, 1, 1]])
+    assert grad.sum() != 0 and np.isfinite(grad).all()
+
+
+def test_empty_boxes_and_integer_images():
+    image = tf.constant(np.arange(2 * 5 * 6 * 3).reshape(2, 5, 6, 3), tf.int32)
+    boxes = tf.constant([[0.1, 0.2, 0.7, 0.9]])
+    np.testing.assert_allclose(crop_and_resize(image, boxes, [1], (4, 4)),
+                               tf.image.crop_and_resize(image, boxes, [1], (4, 4)), rtol=1e-6)
+    out = crop_and_resize(tf.cast(image, tf.float32), tf.zeros([0, 4]), tf.zeros([0], tf.int32), (7, 7))
+    assert out.shape == (0, 7, 7, 3)
+    with pytest.raises(ValueError, match="bilinear"):
+        crop_and_resize(image, boxes, [0], (2, 2), method="nearest")
+
+
+def pyramid(seed=1, batch=2, channels=4, sizes=(32, 16, 8, 4)):
+    rng = np.random.default_rng(seed)
+    return [tf.constant(rng.normal(size=(batch, s, s, channels)).astype(np.float32)) for s in sizes]
+
+
+def test_multilevel_equals_per_level_crop_and_resize():
+    maps = pyramid()
+    rng = np.random.default_rng(2)
+    boxes = tf.constant(random_boxes(rng, 24))
+    box_ix = tf.constant(rng.integers(0, 2, 24).astype(np.int32))
+    levels = rng.integers(0, 4, 24).astype(np.int32)
+    got = multilevel_crop_and_resize(maps, boxes, box_ix, levels, (7, 7)).numpy()
+    for n in range(24):
+        want = tf.image.crop_and_resize(maps[levels[n]], boxes[n:n + 1], box_ix[n:n + 1], (7, 7))
+        np.testing.assert_allclose(got[n], want[0], rtol=1e-6, atol=1e-6, err_msg=f"box {n}")
+
+
+def pixel_boxes(rng, n, image):
+    """Boxes of 10..500 px (every pyramid level), some reaching outside the image, plus zeros."""
+    side = rng.uniform(10, 500, n)
+    cy, cx = rng.uniform(0, image, (2, n))
+    boxes = np.stack([cy - side / 2, cx - side / 2, cy + side / 2, cx + side / 2], 1) / image
+    boxes[:2] = 0.0
+    return boxes.astype(np.float32)
+
+
+def pyramid_case(seed=3, n=40):
+    """Small maps for P2..P5; the layer's image size (512) only sets each box's level."""
+    rng = np.random.default_rng(seed)
+    maps = pyramid(seed, sizes=(32, 16, 8, 4))
+    boxes = tf.constant(pixel_boxes(rng, n, 512))
+    box_ix = tf.constant(rng.integers(0, 2, n).astype(np.int32))
+    return maps, boxes, box_ix
+
+
+def layer_value_and_grad(layer, maps, boxes, box_ix, jit=False):
+    def run(maps):
+        with tf.GradientTape() as tape:
+            tape.watch(maps)
+            out = layer(boxes, box_ix, maps)
+            weights = tf.reshape(tf.cos(tf.range(tf.size(out), dtype=tf.float32)), tf.shape(out))
+            loss = tf.reduce_sum(out * weights)
+        return out, tape.gradient(loss, maps)
+    fn = tf.function(run, jit_compile=True) if jit else run
+    out, grads = fn(maps)
+    return out.numpy(), [g.numpy() for g in grads]
+
+
+@pytest.mark.parametrize("pool", [(7, 7), (14, 14)])
+def test_pyramid_roi_align_gather_equals_default(pool):
+    maps, boxes, box_ix = pyramid_case()
+    levels = roi_levels(boxes, 512 * 512).numpy()
+    assert set(levels.tolist()) == {2, 3, 4, 5}
+    want, want_grads = layer_value_and_grad(PyramidROIAlign(pool, (512, 512)), maps, boxes, box_ix)
+    got, got_grads = layer_value_and_grad(PyramidROIAlign(pool, (512, 512), use_gather=True), maps, boxes, box_ix)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    for g, w in zip(got_grads, want_grads):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_pyramid_roi_align_gather_compiles_with_xla():
+    maps, boxes, box_ix = pyramid_case(seed=4)
+    layer = PyramidROIAlign((7, 7), (512, 512), use_gather=True)
+    want, want_grads = layer_value_and_grad(layer, maps, boxes, box_ix)
+    got, got_grads = layer_value_and_grad(layer, maps, boxes, box_ix, jit=True)
+    # XLA may fuse multiply-adds: equal to float rounding, not bit for bit.
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for g, w in zip(got_grads, want_grads):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_crop_and_resize_compiles_with_xla():
+    image, boxes, box_ix = setup(seed=5)
+    fn = tf.function(lambda i, b, x: crop_and_resize(i, b, x, (7, 7)), jit_compile=True)
+    np.testing.assert_allclose(fn(image, boxes, box_ix), tf.image.crop_and_resize(image, boxes, box_ix, (7, 7)),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_config_roundtrip_keeps_use_gather():
+    clone = check_layer_config_roundtrip(PyramidROIAlign((7, 7), (128, 128), use_gather=True, name="r"))
+    assert clone.use_gather is True
+    assert PyramidROIAlign((7, 7), (64, 64)).get_config()["use_gather"] is False
