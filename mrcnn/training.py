@@ -170,6 +170,17 @@ class Trainer:
 
         self.train_step_fn, self.val_step_fn = train_step, val_step
 
+    def build_train_step(self, pipe):
+        """Public step API (benchmarks, custom loops): build a fresh optimiser and step functions
+        for the trainable layers and ``pipe``'s batches (an ``InputPipeline``); returns
+        ``train_step(batch, seed int64 [2]) -> {loss name: scalar}``, one SGD update per call."""
+        self._build_steps(pipe.element_spec())
+        return self.train_step_fn
+
+    def batches(self, pipe, epoch, steps):
+        """``steps`` batches of ``pipe`` for ``epoch``, distributed for this trainer's strategy."""
+        return self._distribute(pipe, epoch, steps)
+
     # ------------------------------------------------------------------ logs
     def _writer(self, name):
         if name not in self._writers:
