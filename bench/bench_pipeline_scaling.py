@@ -62,10 +62,15 @@ def file_dataset(folder):
             return np.asarray(Image.open(self.image_info[image_id]["path"]).convert("RGB"))
 
         def load_mask(self, image_id):
+            # As dataset.convert.record_to_masks: each instance decoded into an [N, H, W] buffer,
+            # returned as its [H, W, N] view.
             info = self.image_info[image_id]
-            masks = [np.asarray(Image.open(os.path.join(folder, m))) for m in info["masks"]]
+            out = np.zeros((len(info["masks"]),) + SOURCE_SHAPE, bool)
+            for k, m in enumerate(info["masks"]):
+                with Image.open(os.path.join(folder, m)) as im:
+                    out[k] = np.asarray(im, dtype=bool)
             ids = [int(m.rsplit("_", 1)[1][:-4]) for m in info["masks"]]
-            return np.stack(masks, axis=-1).astype(bool), np.array(ids, np.int32)
+            return out.transpose(1, 2, 0), np.array(ids, np.int32)
 
     ds = FileDataset()
     for c in range(1, NUM_CLASSES):
