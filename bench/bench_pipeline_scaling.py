@@ -10,9 +10,11 @@ process pinned with ``taskset -c`` to the cores given; settings alternate in ``-
 so load changes on a shared machine hit all of them. A child also reports its CPU time over
 wall time (cores kept busy) and, with ``--threads-vs-processes``, the same samples prepared by
 ``prepare_sample`` in 2 threads and in 2 processes (the GIL's share of the limit).
+``--loaders processes`` runs the pipeline with ``InputPipeline(workers=<cores>)`` (forked
+worker processes, ``mrcnn.process_loader``) instead of the threaded ``tf.numpy_function`` map.
 
     .venv/bin/python -m bench.bench_pipeline_scaling [--sizes 1024,512] [--cores 0 0,1]
-                                                    [--rounds 2] [--seconds 8]
+                                                    [--rounds 2] [--seconds 8] [--loaders threads,processes]
 
 Prints a table and writes bench/results/pipeline_scaling.json.
 """
@@ -102,14 +104,16 @@ def make_config(size, augment, batch=2):
     return PipelineConfig()
 
 
-def measure(folder, size, augment, seconds, skip=2):
-    """Images/s of the pipeline over about ``seconds`` after ``skip`` batches, plus CPU/wall."""
+def measure(folder, size, augment, seconds, skip=2, workers=0):
+    """Images/s of the pipeline over about ``seconds`` after ``skip`` batches, plus CPU/wall
+    (of this process; with ``workers`` processes, their CPU time is not counted)."""
     from mrcnn.augment import Augmenter
     from mrcnn.data_pipeline import InputPipeline
 
     config = make_config(size, augment)
     ds = file_dataset(folder)
-    pipe = InputPipeline(ds, config, ds.image_ids, augmentation=Augmenter() if augment else None, seed=1)
+    pipe = InputPipeline(ds, config, ds.image_ids, augmentation=Augmenter() if augment else None, seed=1,
+                         workers=workers)
     # A bounded stream: epoch_order's concatenation grows quadratically with the step count.
     it = iter(pipe.stream(0, 1000))
     for _ in range(skip):
@@ -157,9 +161,9 @@ def _prepare_range(folder, size, augment, start, count, step=1):
     return time.perf_counter() - t
 
 
-def run_child(cores, args, size, augment, extra=()):
+def run_child(cores, args, size, augment, extra=(), workers=0):
     cmd = ["taskset", "-c", cores, sys.executable, "-m", "bench.bench_pipeline_scaling", "--child",
-           "--data", args.data, "--sizes", str(size), "--seconds", str(args.seconds)]
+           "--data", args.data, "--sizes", str(size), "--seconds", str(args.seconds), "--workers", str(workers)]
     cmd += ["--augment"] if augment else []
     out = subprocess.run(cmd + list(extra), capture_output=True, text=True, check=True,
                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
@@ -176,13 +180,16 @@ def main(argv=None):
     ap.add_argument("--images", type=int, default=32)
     ap.add_argument("--data", default=os.path.join("/tmp", "bench_pipeline_scaling_data"))
     ap.add_argument("--threads-vs-processes", action="store_true")
+    ap.add_argument("--loaders", default="threads", help="threads (tf.numpy_function map), processes "
+                    "(InputPipeline(workers=cores)) or both, comma-separated")
+    ap.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--augment", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=os.path.join("bench", "results", "pipeline_scaling.json"))
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.child:
-        result = measure(args.data, sizes[0], args.augment, args.seconds)
+        result = measure(args.data, sizes[0], args.augment, args.seconds, workers=args.workers)
         if args.threads_vs_processes:
             result["threads_vs_processes"] = threads_vs_processes(args.data, sizes[0], args.augment)
         print(json.dumps(result))
@@ -193,15 +200,17 @@ def main(argv=None):
     for r in range(args.rounds):
         for size in sizes:
             for augment in augments:
-                for cores in args.cores:
-                    res = run_child(cores, args, size, augment)
-                    res.update(round=r + 1, size=size, augment=augment, cores=cores,
+                for cores, loader in ((c, lo) for lo in args.loaders.split(",") for c in args.cores):
+                    workers = len(cores.split(",")) if loader == "processes" else 0
+                    res = run_child(cores, args, size, augment, workers=workers)
+                    res.update(round=r + 1, size=size, augment=augment, cores=cores, loader=loader,
                                loadavg_1min=os.getloadavg()[0])
                     runs.append(res)
-                    print(f"  round {r + 1} {size} px aug={int(augment)} cores {cores}: "
+                    print(f"  round {r + 1} {size} px aug={int(augment)} {loader} cores {cores}: "
                           f"{res['images_per_second']:.2f} images/s, {res['cores_busy']:.2f} cores busy, "
                           f"load {res['loadavg_1min']:.1f}", flush=True)
-    table = summarise(runs, sizes, augments, args.cores)
+    table = [row for loader in args.loaders.split(",")
+             for row in summarise([r for r in runs if r["loader"] == loader], sizes, augments, args.cores, loader)]
     diagnosis = None
     if args.threads_vs_processes:
         diagnosis = run_child(",".join(args.cores[-1].split(",")), args, sizes[0], False,
@@ -219,16 +228,18 @@ def main(argv=None):
     return record
 
 
-def summarise(runs, sizes, augments, cores_list):
+def summarise(runs, sizes, augments, cores_list, loader):
     """Median images/s per (size, augment, cores) and the last core list's ratio to the first."""
     table = []
-    print(f"\n{'size':>5} {'aug':>4} " + " ".join(f"{'cores ' + c:>14}" for c in cores_list) + f" {'ratio':>7}")
+    print(f"\n{loader}:\n{'size':>5} {'aug':>4} " + " ".join(f"{'cores ' + c:>14}" for c in cores_list)
+          + f" {'ratio':>7}")
     for size in sizes:
         for augment in augments:
             med = [float(np.median([r["images_per_second"] for r in runs if r["size"] == size
                                     and r["augment"] == augment and r["cores"] == c])) for c in cores_list]
             ratio = med[-1] / med[0]
-            table.append({"size": size, "augment": augment, "images_per_second": dict(zip(cores_list, med)),
+            table.append({"loader": loader, "size": size, "augment": augment,
+                          "images_per_second": dict(zip(cores_list, med)),
                           "ratio_last_to_first": ratio})
             print(f"{size:>5} {int(augment):>4} " + " ".join(f"{m:14.2f}" for m in med) + f" {ratio:7.2f}")
     return table
