@@ -9,11 +9,15 @@ values and feature-map gradients equal ``crop_and_resize(method="bilinear")`` to
 Sampling (TensorFlow's convention): boxes are normalised (y1, x1, y2, x2); for crop_h > 1 row i
 samples y = y1*(H-1) + i*(y2-y1)*(H-1)/(crop_h-1), for crop_h == 1 the box centre
 0.5*(y1+y2)*(H-1); likewise x. Samples outside [0, H-1] x [0, W-1] give ``extrapolation_value``
-(no gradient). Flipped boxes (y1 > y2) sample upside down, as in TensorFlow.
+(no gradient). Flipped boxes (y1 > y2) sample upside down, as in TensorFlow. One deliberate
+difference: samples within EDGE_TOLERANCE of the map's edge (boxes clipped to [0, 1]) read the
+edge pixel, where TensorFlow's kernel gives the edge value or 0 depending on float rounding.
 """
 from __future__ import annotations
 
 import tensorflow as tf
+
+EDGE_TOLERANCE = 1e-5   # pixels per pixel of map size (2.6e-3 px on a 256 px map)
 
 
 def _axis_samples(lo, hi, size, crop):
@@ -30,8 +34,15 @@ def _axis_samples(lo, hi, size, crop):
         pos = lo * extent + tf.range(crop, dtype=tf.float32)[None, :] * scale
     else:
         pos = 0.5 * (lo + hi) * extent
-    valid = (pos >= 0.0) & (pos <= extent)
-    safe = tf.where(valid, pos, tf.zeros_like(pos))   # out-of-range (or NaN) samples read index 0
+    # A sample on the map's edge in exact arithmetic (a box clipped to [0, 1]) lands a few ulps
+    # inside or outside by rounding, and graph optimisers (Grappler, XLA) rewrite x / c as
+    # x * (1 / c), which rounds differently: tolerate EDGE_TOLERANCE px and clamp, so edge
+    # samples always read the edge pixel. (crop_and_resize gives 0 or the edge value there,
+    # depending on its rounding.)
+    tol = EDGE_TOLERANCE * (extent + 1.0)
+    valid = (pos >= -tol) & (pos <= extent + tol)
+    # Out-of-range (or NaN) samples read index 0; their output is replaced by the extrapolation value.
+    safe = tf.where(valid, tf.clip_by_value(pos, 0.0, extent), tf.zeros_like(pos))
     low = tf.floor(safe)
     lerp = safe - low
     low = tf.cast(low, tf.int32)

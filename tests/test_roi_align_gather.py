@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from mrcnn.roi_align import PyramidROIAlign, roi_levels
-from mrcnn.roi_align_gather import crop_and_resize, multilevel_crop_and_resize
+from mrcnn.roi_align_gather import EDGE_TOLERANCE, crop_and_resize, multilevel_crop_and_resize
 from tests.helpers import check_layer_config_roundtrip
 
 SIZES = [(7, 7), (14, 14), (1, 1), (1, 4), (3, 5)]
@@ -68,6 +68,55 @@ def test_empty_boxes_and_integer_images():
     assert out.shape == (0, 7, 7, 3)
     with pytest.raises(ValueError, match="bilinear"):
         crop_and_resize(image, boxes, [0], (2, 2), method="nearest")
+
+
+def reference(fmap, box, size):
+    """float64 crop of fmap [H, W, C] with TensorFlow's sampling; samples within EDGE_TOLERANCE
+    of the edge read the edge pixel (see mrcnn.roi_align_gather)."""
+    H, W, C = fmap.shape
+    out = np.zeros(tuple(size) + (C,))
+
+    def axis(lo, hi, n, crop):
+        pos = [lo * (n - 1) + i * (hi - lo) * (n - 1) / (crop - 1) for i in range(crop)] if crop > 1 \
+            else [0.5 * (lo + hi) * (n - 1)]
+        tol = EDGE_TOLERANCE * n
+        return [min(max(p, 0.0), n - 1.0) if -tol <= p <= n - 1 + tol else None for p in pos]
+
+    for i, y in enumerate(axis(float(box[0]), float(box[2]), H, size[0])):
+        for j, x in enumerate(axis(float(box[1]), float(box[3]), W, size[1])):
+            if y is None or x is None:
+                continue
+            y0, x0 = int(np.floor(y)), int(np.floor(x))
+            y1, x1 = min(y0 + 1, H - 1), min(x0 + 1, W - 1)
+            fy, fx = y - y0, x - x0
+            top = fmap[y0, x0] * (1 - fx) + fmap[y0, x1] * fx
+            bottom = fmap[y1, x0] * (1 - fx) + fmap[y1, x1] * fx
+            out[i, j] = top * (1 - fy) + bottom * fy
+    return out
+
+
+@pytest.mark.parametrize("size", [(7, 7), (14, 14)])
+def test_boxes_clipped_to_the_image_read_the_edge_pixels_in_every_mode(size):
+    """Proposals are clipped to [0, 1]: their last samples sit on the map's edge, where float
+    rounding (and Grappler's / XLA's x / c -> x * (1 / c)) decides inside or outside."""
+    rng = np.random.default_rng(6)
+    image = tf.constant(rng.normal(size=(2, 128, 96, 3)).astype(np.float32))
+    boxes = np.clip(rng.uniform(-0.5, 1.5, (60, 4)), 0, 1)
+    boxes = tf.constant(np.concatenate([np.minimum(boxes[:, :2], boxes[:, 2:]),
+                                        np.maximum(boxes[:, :2], boxes[:, 2:])], 1).astype(np.float32))
+    box_ix = tf.constant(rng.integers(0, 2, 60).astype(np.int32))
+    run = lambda i, b, x: crop_and_resize(i, b, x, size)   # noqa: E731
+    eager = run(image, boxes, box_ix).numpy()
+    graph = tf.function(run)(image, boxes, box_ix).numpy()
+    xla = tf.function(run, jit_compile=True)(image, boxes, box_ix).numpy()
+    want = np.stack([reference(image.numpy()[box_ix[n]], boxes.numpy()[n], size) for n in range(60)])
+    for got in (eager, graph, xla):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    # TensorFlow's kernel agrees wherever it did not put an edge sample outside (its zeros).
+    tf_out = tf.image.crop_and_resize(image, boxes, box_ix, size).numpy()
+    inside = tf_out != 0
+    assert inside.mean() > 0.9
+    np.testing.assert_allclose(eager[inside], tf_out[inside], rtol=1e-5, atol=1e-5)
 
 
 def pyramid(seed=1, batch=2, channels=4, sizes=(32, 16, 8, 4)):
