@@ -52,6 +52,7 @@ class Config:
       WARMUP_STEPS: linear learning-rate warm-up steps at the start of training.
       AUGMENT: built-in augmentation (flips, scale jitter) on or off.
       MIXED_PRECISION: None, "mixed_float16" (GPUs; loss scaling on) or "mixed_bfloat16".
+      DATA_WORKERS: 0 (threads) or N: training samples prepared in N forked processes.
       TRAIN_SCHEDULE: None, or a list of stages {"layers": str, "epochs": int
         (cumulative, increasing), optional "learning_rate": float}.
     STEPS_PER_EPOCH / VALIDATION_STEPS may be None or 0: one pass over the data.
@@ -113,6 +114,7 @@ class Config:
     AUGMENT = False
     TRAIN_SCHEDULE = None
     MIXED_PRECISION = None
+    DATA_WORKERS = 0
 
     def __init__(self):
         self.validate()
@@ -468,6 +470,8 @@ def _check_values(c, mode):
         _check_schedule(c.TRAIN_SCHEDULE, bad)
     if c.MIXED_PRECISION not in (None, "mixed_float16", "mixed_bfloat16"):
         bad("MIXED_PRECISION", "must be None, 'mixed_float16' or 'mixed_bfloat16'")
+    if not (_is_int(c.DATA_WORKERS) and c.DATA_WORKERS >= 0):
+        bad("DATA_WORKERS", "must be an integer >= 0 (0: threads; N: N worker processes)")
     return errors
 
 

@@ -219,7 +219,7 @@ class Trainer:
         seed = int(config.SEED or 0)
         train_ids = self._valid_ids(train_dataset, "train")
         train_pipe = InputPipeline(train_dataset, config, train_ids, augmentation, no_augmentation_sources,
-                                   shuffle=True, seed=seed, workers=getattr(config, "DATA_WORKERS", 0))
+                                   shuffle=True, seed=seed, workers=config.DATA_WORKERS)
         val_pipe = None
         if val_dataset is not None:
             val_ids = self._valid_ids(val_dataset, "validation")
