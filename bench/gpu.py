@@ -4,8 +4,8 @@ Reports, for ResNet-50 FPN (``--backbone``), 81 classes, matterport's training d
 1024 x 1024:
 - training images/s at batch 2 and 4 in float32, mixed float16 (loss scaling) and mixed float16
   with XLA auto-clustering (``tf.config.optimizer.set_jit("autoclustering")``: XLA compiles the
-  static-shape parts of the step; the whole step is not ``jit_compile``-able yet, see
-  BENCHMARKS.md). The step runs on ``--cached`` batches made by the real input pipeline and
+  static-shape parts of the step, ROIAlign included via ``PyramidROIAlign(use_gather=True)``;
+  the whole step is not ``jit_compile``-able yet, see BENCHMARKS.md). The step runs on ``--cached`` batches made by the real input pipeline and
   reused in turn, so the figure is the model's, not the host's; the pipeline is measured apart.
 - ``detect()`` latency per 1024 px image (float32, batch 1);
 - peak GPU memory per setting (``tf.config.experimental.get_memory_info``; process peak RSS on CPU);
@@ -86,6 +86,8 @@ def train_setting(args, dataset, mode, batch):
         keras.utils.set_random_seed(1)
         config = make_config(args, batch, precision)
         model = MaskRCNN("training", config, args.logs)
+        if xla:   # the gather ROIAlign has static shapes, so auto-clustering can compile it too
+            model.keras_model.roi_align_box.use_gather = model.keras_model.roi_align_mask.use_gather = True
         model.set_trainable("all", verbose=0)
         trainer = Trainer(model)
         pipe = InputPipeline(dataset, config, dataset.image_ids, seed=1)

@@ -201,3 +201,37 @@ def test_config_roundtrip_keeps_use_gather():
     clone = check_layer_config_roundtrip(PyramidROIAlign((7, 7), (128, 128), use_gather=True, name="r"))
     assert clone.use_gather is True
     assert PyramidROIAlign((7, 7), (64, 64)).get_config()["use_gather"] is False
+
+
+@pytest.mark.slow
+def test_second_stage_compiles_with_xla_and_equals_the_default_path():
+    """A tiny model's box and mask heads on pooled ROIs, with their weight and feature-map
+    gradients: XLA-compiled with use_gather=True equals the uncompiled crop_and_resize path."""
+    import keras
+
+    from mrcnn.model import MaskRCNN
+    from tests.helpers import tiny_config
+
+    keras.utils.set_random_seed(3)
+    config = tiny_config(IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, IMAGES_PER_GPU=2)
+    net = MaskRCNN("training", config, "/tmp/mrcnn-test-logs").keras_model
+    rng = np.random.default_rng(8)
+    pyramid, _, _, _ = net.features(tf.constant(rng.normal(0, 50, (2, 64, 64, 3)).astype(np.float32)))
+    corner = rng.uniform(0.05, 0.6, (2, 16, 2))
+    rois = tf.constant(np.concatenate([corner, corner + rng.uniform(0.05, 0.35, (2, 16, 2))], -1).astype(np.float32))
+    variables = net.box_head.trainable_variables + net.mask_head.trainable_variables
+
+    def stage(pyramid):
+        with tf.GradientTape() as tape:
+            tape.watch(pyramid)
+            logits, _, deltas = net.classify(rois, pyramid)
+            masks = net.segment(tf.reshape(rois, [-1, 4]), tf.repeat(tf.range(2), 16), tf.ones([32]), pyramid)
+            loss = tf.reduce_sum(logits ** 2) + tf.reduce_sum(deltas ** 2) + tf.reduce_sum(masks)
+        return [logits, deltas, masks] + tape.gradient(loss, variables + list(pyramid[:4]))
+
+    want = [t.numpy() for t in stage(pyramid)]
+    net.roi_align_box.use_gather = net.roi_align_mask.use_gather = True
+    got = [t.numpy() for t in tf.function(stage, jit_compile=True)(pyramid)]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4 * max(1.0, np.abs(w).max()))
