@@ -112,8 +112,9 @@ def measure(folder, size, augment, seconds, skip=2, workers=0):
 
     config = make_config(size, augment)
     ds = file_dataset(folder)
+    # workers only when asked: the bench also runs against older trees without the option.
     pipe = InputPipeline(ds, config, ds.image_ids, augmentation=Augmenter() if augment else None, seed=1,
-                         workers=workers)
+                         **({"workers": workers} if workers else {}))
     # A bounded stream: epoch_order's concatenation grows quadratically with the step count.
     it = iter(pipe.stream(0, 1000))
     for _ in range(skip):
