@@ -17,11 +17,27 @@ from mrcnn.roi_align_gather import crop_and_resize
 
 
 def _keys(n, seed, salt):
+    """Random keys float32 [n] in [0, 1) from (seed, salt): an integer hash of the row index.
+
+    Not ``tf.random.stateless_uniform``: XLA's stateless generators draw other numbers than
+    TensorFlow's kernels, and the compiled step must sample the same ROIs as the uncompiled one.
+    Integer arithmetic (int64, wrapped to 32 bits) is the same on both.
+    """
     if seed is None:
         return tf.random.uniform([n])
-    # Philox named: "auto_select" picks another algorithm under XLA, i.e. another draw.
-    seed = tf.random.experimental.stateless_fold_in(_as_seed(seed), salt, alg="philox")
-    return tf.random.stateless_uniform([n], seed=seed, alg="philox")
+    s = _as_seed(seed)
+    mask = tf.constant(0xFFFFFFFF, tf.int64)
+    x = (tf.range(n, dtype=tf.int64) * 0x9E3779B1 + s[0] * 0x85EBCA77 + s[1] * 0xC2B2AE3D
+         + int(salt) * 0x27D4EB2F) & mask
+    for shift, mult in ((15, 0x2C1B3C6D), (12, 0x297A2D39), (15, 0x7FEB352D)):
+        x = ((x ^ tf.bitwise.right_shift(x, shift)) * mult) & mask
+    x = x ^ tf.bitwise.right_shift(x, 16)
+    return tf.cast(tf.bitwise.right_shift(x, 8), tf.float32) / float(1 << 24)
+
+
+def seed_plus(seed, k):
+    """int64 [2] seed for stream ``k`` of ``seed`` (the same with and without XLA)."""
+    return _as_seed(seed) + tf.stack([tf.constant(0, tf.int64), tf.cast(k, tf.int64) * 1000003])
 
 
 def _sample(candidate, count, seed, salt):
