@@ -34,7 +34,7 @@ _POSITIVE_INTS = (
     "IMAGE_CHANNEL_COUNT", "TRAIN_ROIS_PER_IMAGE", "POOL_SIZE", "MASK_POOL_SIZE",
     "MAX_GT_INSTANCES", "DETECTION_MAX_INSTANCES", "RPN_CONV_CHANNELS", "MASK_HEAD_CHANNELS")
 _UNIT_INTERVAL = ("RPN_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD")
-_BOOLS = ("USE_MINI_MASK", "USE_RPN_ROIS", "ROI_INCLUDE_GT", "AUGMENT")
+_BOOLS = ("USE_MINI_MASK", "USE_RPN_ROIS", "ROI_INCLUDE_GT", "AUGMENT", "XLA_COMPILE")
 
 
 class ConfigError(ValueError):
@@ -53,6 +53,7 @@ class Config:
       AUGMENT: built-in augmentation (flips, scale jitter) on or off.
       MIXED_PRECISION: None, "mixed_float16" (GPUs; loss scaling on) or "mixed_bfloat16".
       DATA_WORKERS: 0 (threads) or N: training samples prepared in N forked processes.
+      XLA_COMPILE: compile the training step with XLA (static-shape targets, gather ROIAlign).
       TRAIN_SCHEDULE: None, or a list of stages {"layers": str, "epochs": int
         (cumulative, increasing), optional "learning_rate": float}.
     STEPS_PER_EPOCH / VALIDATION_STEPS may be None or 0: one pass over the data.
@@ -115,6 +116,7 @@ class Config:
     TRAIN_SCHEDULE = None
     MIXED_PRECISION = None
     DATA_WORKERS = 0
+    XLA_COMPILE = False
 
     def __init__(self):
         self.validate()

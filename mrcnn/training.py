@@ -20,6 +20,7 @@ from mrcnn import inputs
 from mrcnn.anchors import get_anchors
 from mrcnn.data_pipeline import InputPipeline
 from mrcnn.train_graph import LOSS_NAMES, compute_losses, total_loss
+from mrcnn.train_graph_static import compute_losses_static
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +134,13 @@ class Trainer:
             optimizer.build(variables)
         self.optimizer = optimizer
 
+        xla = bool(getattr(config, "XLA_COMPILE", False))
+        forward = compute_losses_static if xla else compute_losses
+
         def replica_train(batch, seed):
             seed = replica_seed(seed)
             with tf.GradientTape() as tape:
-                losses = compute_losses(net, batch, anchors, config, training=True, seed=seed)
+                losses = forward(net, batch, anchors, config, training=True, seed=seed)
                 total = total_loss(losses, config, variables)
                 # Per-replica means, summed over replicas by the all-reduce: divide to average.
                 scaled = total / replicas
@@ -151,7 +155,7 @@ class Trainer:
 
         def replica_val(batch, seed):
             seed = replica_seed(seed)
-            losses = compute_losses(net, batch, anchors, config, training=False, seed=seed)
+            losses = forward(net, batch, anchors, config, training=False, seed=seed)
             losses["loss"] = total_loss(losses, config, variables)
             return losses
 
@@ -160,11 +164,11 @@ class Trainer:
 
         # autograph=False: the step has no tensor-dependent Python control flow, and converting
         # the ~160 functions it calls (losses, targets, Keras layers) took ~40% of the first trace.
-        @tf.function(autograph=False)
+        @tf.function(autograph=False, jit_compile=xla or None)
         def train_step(batch, seed):
             return reduce(strategy.run(replica_train, args=(batch, seed)))
 
-        @tf.function(autograph=False)
+        @tf.function(autograph=False, jit_compile=xla or None)
         def val_step(batch, seed):
             return reduce(strategy.run(replica_val, args=(batch, seed)))
 
