@@ -1,4 +1,5 @@
-"""float32 against mixed_bfloat16 on this CPU: training-step time and learning over 200 steps.
+"""float32 against mixed_bfloat16 (and the XLA-compiled step) on this CPU: training-step time,
+and learning over 200 steps.
 
 Step time: both models (same seed, same weights draw) are built and traced in one process and
 their steps alternate in ``--rounds`` rounds of ``--steps`` steps on one cached batch of the
@@ -10,6 +11,7 @@ precision through ``MaskRCNN.train()``; the mean loss of every ``--epoch-steps``
 bfloat16 pays off only where the CPU has native bf16 (AVX-512 BF16 / AMX: see the "flags").
 
     .venv/bin/python -m bench.bench_bfloat16 [--settings small128,r50_512] [--rounds 5] [--steps 4]
+                                            [--variants float32,mixed_bfloat16,float32_xla]
                                             [--learn-steps 200] [--skip-learning]
 
 Prints tables and writes bench/results/bfloat16.json.
@@ -21,6 +23,9 @@ import time
 
 import numpy as np
 
+# variant: config overrides (bfloat16, and the XLA-compiled step in float32).
+VARIANTS = {"float32": {}, "mixed_bfloat16": {"MIXED_PRECISION": "mixed_bfloat16"},
+            "float32_xla": {"XLA_COMPILE": True}}
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
@@ -32,8 +37,8 @@ def cpu_flags():
     return []
 
 
-def build_step(setting, precision):
-    """(step function, cached batch) for one bench_pipeline setting in ``precision``."""
+def build_step(setting, variant):
+    """(step function, cached batch, model) for one bench_pipeline setting and VARIANTS key."""
     import keras
 
     from bench.bench_pipeline import SETTINGS, make_config
@@ -44,7 +49,7 @@ def build_step(setting, precision):
 
     backbone, size, batch, fpn = SETTINGS[setting]
     config = make_config(backbone, size, batch, fpn)
-    config.update({"MIXED_PRECISION": None if precision == "float32" else precision})
+    config.update(VARIANTS[variant])
     keras.utils.set_random_seed(1)
     model = MaskRCNN("training", config, "/tmp/bench_bfloat16_logs")
     model.set_trainable("all", verbose=0)
@@ -58,21 +63,21 @@ def build_step(setting, precision):
     return step, cached, model
 
 
-def time_steps(settings, rounds, steps):
+def time_steps(settings, rounds, steps, variants=PRECISIONS):
     import tensorflow as tf
 
     results = {}
     for setting in settings:
-        built = {p: build_step(setting, p) for p in PRECISIONS}
-        times = {p: [] for p in PRECISIONS}
-        losses = {p: [] for p in PRECISIONS}
+        built = {p: build_step(setting, p) for p in variants}
+        times = {p: [] for p in variants}
+        losses = {p: [] for p in variants}
         k = 0
-        for p in PRECISIONS:   # first call traces
+        for p in variants:   # first call traces
             t = time.perf_counter()
             float(built[p][0](built[p][1], tf.constant([1, k], tf.int64))["loss"])
             print(f"  {setting} {p}: trace + first step {time.perf_counter() - t:.1f} s", flush=True)
         for r in range(rounds):
-            for p in PRECISIONS if r % 2 == 0 else PRECISIONS[::-1]:
+            for p in variants if r % 2 == 0 else variants[::-1]:
                 step, batch, _ = built[p]
                 for _ in range(steps):
                     k += 1
@@ -81,10 +86,10 @@ def time_steps(settings, rounds, steps):
                     times[p].append(time.perf_counter() - t)
             load = os.getloadavg()[0]
             print(f"  {setting} round {r + 1}: " + ", ".join(
-                f"{p} {np.median(times[p][-steps:]):.3f} s" for p in PRECISIONS) + f" (load {load:.1f})", flush=True)
-        med = {p: float(np.median(times[p])) for p in PRECISIONS}
-        results[setting] = {"median_seconds": med, "speedup_bf16": med["float32"] / med["mixed_bfloat16"],
-                            "times": times, "losses_finite": {p: bool(np.isfinite(losses[p]).all()) for p in PRECISIONS}}
+                f"{p} {np.median(times[p][-steps:]):.3f} s" for p in variants) + f" (load {load:.1f})", flush=True)
+        med = {p: float(np.median(times[p])) for p in variants}
+        results[setting] = {"median_seconds": med, "speedup_vs_float32": {p: med["float32"] / med[p] for p in variants},
+                            "times": times, "losses_finite": {p: bool(np.isfinite(losses[p]).all()) for p in variants}}
         del built
     return results
 
@@ -126,19 +131,20 @@ def main(argv=None):
     ap.add_argument("--learn-steps", type=int, default=200)
     ap.add_argument("--epoch-steps", type=int, default=50)
     ap.add_argument("--skip-learning", action="store_true")
+    ap.add_argument("--variants", default="float32,mixed_bfloat16", help="step-time variants: " + ", ".join(VARIANTS))
     ap.add_argument("--out", default=os.path.join("bench", "results", "bfloat16.json"))
     args = ap.parse_args(argv)
     record = {"command": "python -m bench.bench_bfloat16 " + " ".join(argv if argv is not None else sys.argv[1:]),
               "cpu_bf16_flags": cpu_flags(), "loadavg_start": os.getloadavg()}
-    record["step"] = time_steps(args.settings.split(","), args.rounds, args.steps) if args.settings else {}
+    variants = tuple(args.variants.split(","))
+    record["step"] = time_steps(args.settings.split(","), args.rounds, args.steps, variants) if args.settings else {}
     if not args.skip_learning:
         record["learning"] = {p: learn(p, args) for p in PRECISIONS}
     record["loadavg_end"] = os.getloadavg()
     print(f"\nCPU bf16 flags: {' '.join(record['cpu_bf16_flags']) or 'none'}")
-    print(f"{'setting':<10} {'float32 s':>10} {'bf16 s':>8} {'speed-up':>9}")
     for name, r in record["step"].items():
-        m = r["median_seconds"]
-        print(f"{name:<10} {m['float32']:10.3f} {m['mixed_bfloat16']:8.3f} {r['speedup_bf16']:9.2f}")
+        print(f"{name}: " + ", ".join(f"{p} {s:.3f} s/step ({r['speedup_vs_float32'][p]:.2f}x)"
+                                      for p, s in r["median_seconds"].items()))
     for p, r in record.get("learning", {}).items():
         print(f"learning {p:<15} final {args.epoch_steps}-step mean loss {r['final_epoch_loss']:.3f}")
     from download.fsutil import atomic_write_json

@@ -3,9 +3,8 @@
 Reports, for ResNet-50 FPN (``--backbone``), 81 classes, matterport's training defaults at
 1024 x 1024:
 - training images/s at batch 2 and 4 in float32, mixed float16 (loss scaling) and mixed float16
-  with XLA auto-clustering (``tf.config.optimizer.set_jit("autoclustering")``: XLA compiles the
-  static-shape parts of the step, ROIAlign included via ``PyramidROIAlign(use_gather=True)``;
-  the whole step is not ``jit_compile``-able yet, see BENCHMARKS.md). The step runs on ``--cached`` batches made by the real input pipeline and
+  with the whole step compiled by XLA (``XLA_COMPILE = True``: static-shape targets, gather
+  ROIAlign, ``jit_compile``); ``--modes`` also takes float32_xla. The step runs on ``--cached`` batches made by the real input pipeline and
   reused in turn, so the figure is the model's, not the host's; the pipeline is measured apart.
 - ``detect()`` latency per 1024 px image (float32, batch 1);
 - peak GPU memory per setting (``tf.config.experimental.get_memory_info``; process peak RSS on CPU);
@@ -24,7 +23,7 @@ import time
 import numpy as np
 
 MODES = {"float32": (None, False), "mixed_float16": ("mixed_float16", False),
-         "mixed_float16_xla": ("mixed_float16", True)}
+         "mixed_float16_xla": ("mixed_float16", True), "float32_xla": (None, True)}
 # Published single-GPU training figures (images/s) for Mask R-CNN R50-FPN, for comparison.
 REFERENCES = {"nvidia_tf2_a100_tf32_batch4": 18.4, "nvidia_tf2_a100_amp_batch4_xla": 28.6,
               "detectron2_v100_per_gpu": 7.7}
@@ -81,28 +80,23 @@ def train_setting(args, dataset, mode, batch):
     from mrcnn.training import Trainer
 
     precision, xla = MODES[mode]
-    tf.config.optimizer.set_jit("autoclustering" if xla else False)
-    try:
-        keras.utils.set_random_seed(1)
-        config = make_config(args, batch, precision)
-        model = MaskRCNN("training", config, args.logs)
-        if xla:   # the gather ROIAlign has static shapes, so auto-clustering can compile it too
-            model.keras_model.roi_align_box.use_gather = model.keras_model.roi_align_mask.use_gather = True
-        model.set_trainable("all", verbose=0)
-        trainer = Trainer(model)
-        pipe = InputPipeline(dataset, config, dataset.image_ids, seed=1)
-        cached = list(trainer.batches(pipe, 0, args.cached))
-        step = trainer.build_train_step(pipe)
-        reset_peak()
-        times, losses = [], []
-        for i in range(args.warmup + args.steps):
-            t = time.perf_counter()
-            out = step(cached[i % len(cached)], tf.constant([1, i], tf.int64))
-            losses.append(float(out["loss"]))   # float() waits for the step to finish
-            times.append(time.perf_counter() - t)
-        gpu_peak, rss_peak = peak_memory()
-    finally:
-        tf.config.optimizer.set_jit(False)
+    keras.utils.set_random_seed(1)
+    config = make_config(args, batch, precision)
+    config.update({"XLA_COMPILE": xla})
+    model = MaskRCNN("training", config, args.logs)
+    model.set_trainable("all", verbose=0)
+    trainer = Trainer(model)
+    pipe = InputPipeline(dataset, config, dataset.image_ids, seed=1)
+    cached = list(trainer.batches(pipe, 0, args.cached))
+    step = trainer.build_train_step(pipe)
+    reset_peak()
+    times, losses = [], []
+    for i in range(args.warmup + args.steps):
+        t = time.perf_counter()
+        out = step(cached[i % len(cached)], tf.constant([1, i], tf.int64))
+        losses.append(float(out["loss"]))   # float() waits for the step to finish
+        times.append(time.perf_counter() - t)
+    gpu_peak, rss_peak = peak_memory()
     med = float(np.median(times[args.warmup:]))
     result = {"mode": mode, "batch": batch, "seconds_per_step": med, "images_per_second": batch / med,
               "first_step_seconds_incl_trace": times[0], "step_times": times, "losses": losses,
@@ -183,7 +177,7 @@ def parse_args(argv):
     ap.add_argument("--backbone", default="resnet50")
     ap.add_argument("--size", type=int, default=None, help="image side (default 1024; 64 with --smoke)")
     ap.add_argument("--batches", default=None, help="comma list (default 2,4; 2 with --smoke)")
-    ap.add_argument("--modes", default=",".join(MODES), help="comma list of " + ", ".join(MODES))
+    ap.add_argument("--modes", default="float32,mixed_float16,mixed_float16_xla", help="comma list of " + ", ".join(MODES))
     ap.add_argument("--steps", type=int, default=None, help="timed steps per setting (default 10)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps/calls first (default 3)")
     ap.add_argument("--cached", type=int, default=None, help="distinct batches cycled (default 4)")

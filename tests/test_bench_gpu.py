@@ -1,6 +1,6 @@
 """`python -m bench.gpu --smoke`: the GPU benchmark's every setting (float32, mixed float16,
-mixed float16 + XLA auto-clustering; detect(); the input pipeline) runs on CPU with a tiny config
-and writes its JSON. Run as a child process: the benchmark sets process-wide XLA options."""
+mixed float16 + XLA (XLA_COMPILE); detect(); the input pipeline) runs on CPU with a tiny config
+and writes its JSON. Run as a child process (its models and memory stay out of the test process)."""
 import json
 import os
 import subprocess
