@@ -34,7 +34,7 @@ _POSITIVE_INTS = (
     "IMAGE_CHANNEL_COUNT", "TRAIN_ROIS_PER_IMAGE", "POOL_SIZE", "MASK_POOL_SIZE",
     "MAX_GT_INSTANCES", "DETECTION_MAX_INSTANCES", "RPN_CONV_CHANNELS", "MASK_HEAD_CHANNELS")
 _UNIT_INTERVAL = ("RPN_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD")
-_BOOLS = ("USE_MINI_MASK", "USE_RPN_ROIS", "ROI_INCLUDE_GT", "AUGMENT")
+_BOOLS = ("USE_MINI_MASK", "USE_RPN_ROIS", "ROI_INCLUDE_GT", "AUGMENT", "XLA_COMPILE")
 
 
 class ConfigError(ValueError):
@@ -58,6 +58,8 @@ class Config:
       GRADIENT_CLIP_MODE: "per_tensor" (matterport: Keras 2's ``clipnorm`` clips each
         gradient tensor to GRADIENT_CLIP_NORM) or "global" (the norm over all tensors).
       MIXED_PRECISION: None, "mixed_float16" (GPUs; loss scaling on) or "mixed_bfloat16".
+      DATA_WORKERS: 0 (threads) or N: training samples prepared in N forked processes.
+      XLA_COMPILE: compile the training step with XLA (static-shape targets, gather ROIAlign).
       TRAIN_SCHEDULE: None, or a list of stages {"layers": str, "epochs": int
         (cumulative, increasing), optional "learning_rate": float}.
     STEPS_PER_EPOCH / VALIDATION_STEPS may be None or 0: one pass over the data.
@@ -121,6 +123,8 @@ class Config:
     GRADIENT_CLIP_MODE = "per_tensor"
     TRAIN_SCHEDULE = None
     MIXED_PRECISION = None
+    DATA_WORKERS = 0
+    XLA_COMPILE = False
 
     def __init__(self):
         self.validate()
@@ -479,6 +483,8 @@ def _check_values(c, mode):
         _check_schedule(c.TRAIN_SCHEDULE, bad)
     if c.MIXED_PRECISION not in (None, "mixed_float16", "mixed_bfloat16"):
         bad("MIXED_PRECISION", "must be None, 'mixed_float16' or 'mixed_bfloat16'")
+    if not (_is_int(c.DATA_WORKERS) and c.DATA_WORKERS >= 0):
+        bad("DATA_WORKERS", "must be an integer >= 0 (0: threads; N: N worker processes)")
     return errors
 
 

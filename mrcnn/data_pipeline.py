@@ -1,8 +1,9 @@
 """tf.data input pipeline fed by any ``mrcnn.utils.Dataset``.
 
 Python-side loading (``load_image``/``load_mask``, resize, RPN targets) runs in a parallel
-map of ``tf.numpy_function`` calls; batches are prefetched so the training step never waits
-on Python. Every sample draws its randomness from ``(seed, epoch, position)``, so the
+map of ``tf.numpy_function`` calls, or with ``workers=N`` in N forked processes
+(``mrcnn.process_loader``: no GIL between samples); batches are prefetched so the training
+step never waits on Python. Every sample draws its randomness from ``(seed, epoch, position)``, so the
 stream is deterministic under a seed whatever the thread scheduling.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ class InputPipeline:
     """
 
     def __init__(self, dataset, config, image_ids, augmentation=None, no_augmentation_sources=None,
-                 shuffle=True, seed=0, num_parallel_calls=None, batch_size=None):
+                 shuffle=True, seed=0, num_parallel_calls=None, batch_size=None, workers=0):
         self.dataset = dataset
         self.config = config
         self.image_ids = np.asarray(list(image_ids), np.int64)
@@ -43,6 +44,7 @@ class InputPipeline:
         self.seed = int(seed or 0)
         self.batch_size = int(batch_size or config.BATCH_SIZE)
         self.num_parallel_calls = num_parallel_calls or tf.data.AUTOTUNE
+        self.workers = int(workers or 0)
         shape = tuple(int(v) for v in config.IMAGE_SHAPE[:2])
         self.image_shape = shape
         self.anchor_index = AnchorIndex(get_anchors(config, shape, normalized=False))
@@ -126,6 +128,9 @@ class InputPipeline:
             index, count = shard
             order, positions = order[index::count], positions[index::count]
         batch_size = int(batch_size or self.batch_size)
+        if self.workers:
+            from mrcnn.process_loader import process_dataset
+            return self._finish(process_dataset(self, order, positions, epoch, self.workers, _KEYS), batch_size)
         ds = tf.data.Dataset.from_tensor_slices((order, positions))
         touts = [self.specs[k][1] for k in _KEYS] + [tf.int32]
 
@@ -139,7 +144,11 @@ class InputPipeline:
             sample["image_id"] = tf.ensure_shape(outs[-1], [])   # the id loaded (see ``_load``)
             return sample
 
-        ds = ds.map(load, num_parallel_calls=self.num_parallel_calls, deterministic=True)
+        return self._finish(ds.map(load, num_parallel_calls=self.num_parallel_calls, deterministic=True),
+                            batch_size)
+
+    def _finish(self, ds, batch_size):
+        """Batch, set the determinism and sharding options, prefetch."""
         ds = ds.batch(batch_size, drop_remainder=True)
         options = tf.data.Options()
         options.deterministic = True

@@ -68,8 +68,11 @@ class MaskRCNNNet(keras.Model):
         proposal_count = config.POST_NMS_ROIS_TRAINING if mode == "training" else config.POST_NMS_ROIS_INFERENCE
         self.proposals = ProposalLayer(proposal_count, config.RPN_NMS_THRESHOLD, config.PRE_NMS_LIMIT,
                                        config.RPN_BBOX_STD_DEV, name="ROI", dtype="float32")
-        self.roi_align_box = PyramidROIAlign((config.POOL_SIZE,) * 2, name="roi_align_classifier", dtype="float32")
-        self.roi_align_mask = PyramidROIAlign((config.MASK_POOL_SIZE,) * 2, name="roi_align_mask", dtype="float32")
+        gather = bool(getattr(config, "XLA_COMPILE", False))   # the ROIAlign XLA can compile
+        self.roi_align_box = PyramidROIAlign((config.POOL_SIZE,) * 2, name="roi_align_classifier",
+                                             dtype="float32", use_gather=gather)
+        self.roi_align_mask = PyramidROIAlign((config.MASK_POOL_SIZE,) * 2, name="roi_align_mask",
+                                              dtype="float32", use_gather=gather)
         self.detection = DetectionLayer(config.DETECTION_MAX_INSTANCES, config.DETECTION_MIN_CONFIDENCE,
                                         config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
                                         name="mrcnn_detection", dtype="float32")

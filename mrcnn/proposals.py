@@ -42,10 +42,12 @@ class ProposalLayer(keras.layers.Layer):
 
         def nms(args):
             b, s = args
-            keep = tf.image.non_max_suppression(b, s, self.proposal_count, self.nms_threshold)
+            # The padded form (NonMaxSuppressionV4: same kernel and result) has static shapes,
+            # so XLA can compile it; rows past ``count`` are zeroed, as the padding was.
+            keep, count = tf.image.non_max_suppression_padded(b, s, self.proposal_count, self.nms_threshold,
+                                                              pad_to_max_output_size=True)
             kept = tf.gather(b, keep)
-            pad = self.proposal_count - tf.shape(kept)[0]
-            return tf.pad(kept, [[0, pad], [0, 0]])
+            return kept * tf.cast(tf.range(self.proposal_count) < count, kept.dtype)[:, None]
 
         out = tf.map_fn(nms, (boxes, scores),
                         fn_output_signature=tf.TensorSpec([self.proposal_count, 4], tf.float32))

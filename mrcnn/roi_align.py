@@ -13,6 +13,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from mrcnn.roi_align_gather import multilevel_crop_and_resize
+
 
 def roi_levels(boxes, image_area):
     """boxes [N, 4] normalised, image_area pixels: scalar or [N] (per ROI) -> int32 [N] in 2..5."""
@@ -39,12 +41,14 @@ class PyramidROIAlign(keras.layers.Layer):
     """Inputs: boxes [N, 4] normalised, box_indices int32 [N] (image of each ROI),
     feature maps [P2, P3, P4, P5] each [B, h, w, C], image_shapes [B, 2] molded (H, W) in
     pixels per image (``image_meta[:, 4:6]`` or ``molded_shapes(images)``).
-    Output: [N, pool, pool, C] in the order of ``boxes``.
+    Output: [N, pool, pool, C] in the order of ``boxes``. ``use_gather``: crop with
+    ``mrcnn.roi_align_gather`` (static shapes, compiles under XLA; same values).
     """
 
-    def __init__(self, pool_shape, **kwargs):
+    def __init__(self, pool_shape, use_gather=False, **kwargs):
         super().__init__(**kwargs)
         self.pool_shape = tuple(int(v) for v in pool_shape)
+        self.use_gather = bool(use_gather)
 
     def call(self, boxes, box_indices, feature_maps, image_shapes):
         boxes = tf.stop_gradient(boxes)
@@ -52,6 +56,8 @@ class PyramidROIAlign(keras.layers.Layer):
         image_shapes = tf.cast(image_shapes, tf.float32)
         areas = tf.gather(image_shapes[:, 0] * image_shapes[:, 1], box_indices)   # [N]
         levels = roi_levels(boxes, areas)
+        if self.use_gather:
+            return multilevel_crop_and_resize(feature_maps, boxes, box_indices, levels - 2, self.pool_shape)
         positions, crops = [], []
         for i, fmap in enumerate(feature_maps):
             ix = tf.cast(tf.where(tf.equal(levels, i + 2))[:, 0], tf.int32)
@@ -67,5 +73,5 @@ class PyramidROIAlign(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(pool_shape=list(self.pool_shape))
+        config.update(pool_shape=list(self.pool_shape), use_gather=self.use_gather)
         return config

@@ -22,6 +22,7 @@ from mrcnn.anchors import get_anchors
 from mrcnn.data_pipeline import InputPipeline
 from mrcnn.runs import summary_tag
 from mrcnn.train_graph import LOSS_NAMES, compute_losses, total_loss
+from mrcnn.train_graph_static import compute_losses_static
 
 log = logging.getLogger(__name__)
 SUMMARY_EVERY_STEPS = 10  # TensorBoard steps/ cards: batch losses and LR every N steps
@@ -138,10 +139,13 @@ class Trainer:
             optimizer.build(variables)
         self.optimizer = optimizer
 
+        xla = bool(getattr(config, "XLA_COMPILE", False))
+        forward = compute_losses_static if xla else compute_losses
+
         def replica_train(batch, seed):
             seed = replica_seed(seed)
             with tf.GradientTape() as tape:
-                losses = compute_losses(net, batch, anchors, config, training=True, seed=seed)
+                losses = forward(net, batch, anchors, config, training=True, seed=seed)
                 total = total_loss(losses, config, variables)
                 # Per-replica means, summed over replicas by the all-reduce: divide to average.
                 scaled = total / replicas
@@ -156,7 +160,7 @@ class Trainer:
 
         def replica_val(batch, seed):
             seed = replica_seed(seed)
-            losses = compute_losses(net, batch, anchors, config, training=False, seed=seed)
+            losses = forward(net, batch, anchors, config, training=False, seed=seed)
             losses["loss"] = total_loss(losses, config, variables)
             return losses
 
@@ -165,15 +169,26 @@ class Trainer:
 
         # autograph=False: the step has no tensor-dependent Python control flow, and converting
         # the ~160 functions it calls (losses, targets, Keras layers) took ~40% of the first trace.
-        @tf.function(autograph=False)
+        @tf.function(autograph=False, jit_compile=xla or None)
         def train_step(batch, seed):
             return reduce(strategy.run(replica_train, args=(batch, seed)))
 
-        @tf.function(autograph=False)
+        @tf.function(autograph=False, jit_compile=xla or None)
         def val_step(batch, seed):
             return reduce(strategy.run(replica_val, args=(batch, seed)))
 
         self.train_step_fn, self.val_step_fn = train_step, val_step
+
+    def build_train_step(self, pipe):
+        """Public step API (benchmarks, custom loops): build a fresh optimiser and step functions
+        for the trainable layers and ``pipe``'s batches (an ``InputPipeline``); returns
+        ``train_step(batch, seed int64 [2]) -> {loss name: scalar}``, one SGD update per call."""
+        self._build_steps(pipe.element_spec())
+        return self.train_step_fn
+
+    def batches(self, pipe, epoch, steps):
+        """``steps`` batches of ``pipe`` for ``epoch``, distributed for this trainer's strategy."""
+        return self._distribute(pipe, epoch, steps)
 
     # ------------------------------------------------------------------ logs
     def _writer(self, name):
@@ -227,7 +242,7 @@ class Trainer:
             tf.config.experimental.enable_op_determinism()
         train_ids = self._valid_ids(train_dataset, "train")
         train_pipe = InputPipeline(train_dataset, config, train_ids, augmentation, no_augmentation_sources,
-                                   shuffle=True, seed=seed)
+                                   shuffle=True, seed=seed, workers=config.DATA_WORKERS)
         val_pipe = None
         if val_dataset is not None:
             val_ids = self._valid_ids(val_dataset, "validation")

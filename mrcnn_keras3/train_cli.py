@@ -43,8 +43,9 @@ def build_parser():
     p.add_argument("--images-url", default=None, help="Open Images images mirror (or $OPENIMAGES_IMAGES_URL)")
     p.add_argument("--eval-limit", type=int, default=None, help="validation images scored per epoch")
     p.add_argument("--strategy", default="auto", choices=["auto", "one", "mirrored", "multiworker"])
-    p.add_argument("--mixed-precision", action="store_true",
-                   help="mixed_float16 with loss scaling (GPUs); set MIXED_PRECISION='mixed_bfloat16' for CPUs/TPUs")
+    p.add_argument("--mixed-precision", nargs="?", const="float16", choices=["float16", "bfloat16"],
+                   help="float16 (the default when given: loss scaling, GPUs) or bfloat16 (CPUs with "
+                        "AVX-512 BF16/AMX, TPUs); weights stay float32")
     p.add_argument("--no-download", action="store_true", help="use --data as it is")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     return p

@@ -152,7 +152,7 @@ def run(args):
         classes, config_path, overrides, weights = prepare_fresh(args)
     config = make_config(config_path, overrides, classes, args.seed)
     if args.mixed_precision:
-        config.update({"MIXED_PRECISION": "mixed_float16"})
+        config.update({"MIXED_PRECISION": "mixed_" + args.mixed_precision})
     datasets = load_splits(args.data, classes, args.limit, args.seed)
     if not args.quiet:
         report_data(datasets)

@@ -28,6 +28,8 @@ EXTRA_KEYS = {
     "MIXED_PRECISION": None,         # float32
     "KEEP_CHECKPOINTS": 0,           # every epoch's checkpoint stays, as matterport
     "GRADIENT_CLIP_MODE": "per_tensor",  # Keras 2 clipnorm: each gradient tensor on its own
+    "DATA_WORKERS": 0,               # samples prepared in threads (matterport: keras workers)
+    "XLA_COMPILE": False,            # plain TensorFlow graph, as matterport
 }
 
 

@@ -1,0 +1,53 @@
+"""MIXED_PRECISION="mixed_bfloat16" (CPUs with AVX-512 BF16 / AMX, TPUs): a tiny-config training
+step runs with float32 weights, bfloat16 convolutions, no loss scaling and finite losses that
+fall on a fixed batch; the global dtype policy is restored afterwards."""
+import math
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+
+from mrcnn.data_pipeline import InputPipeline  # noqa: E402
+from mrcnn.model import MaskRCNN  # noqa: E402
+from mrcnn.shapes import ShapesDataset  # noqa: E402
+from mrcnn.training import Trainer  # noqa: E402
+from tests.helpers import tiny_config  # noqa: E402
+
+
+def test_train_cli_flag_takes_bfloat16():
+    import train
+
+    parser = train.build_parser()
+    assert parser.parse_args(["--mixed-precision"]).mixed_precision == "float16"
+    assert parser.parse_args(["--mixed-precision", "bfloat16"]).mixed_precision == "bfloat16"
+    assert parser.parse_args([]).mixed_precision is None
+
+
+@pytest.mark.slow
+def test_tiny_training_steps_in_mixed_bfloat16(tmp_path):
+    keras.utils.set_random_seed(5)
+    config = tiny_config(MIXED_PRECISION="mixed_bfloat16", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64,
+                         IMAGES_PER_GPU=2, TRAIN_BN=True, LEARNING_RATE=0.01)
+    model = MaskRCNN("training", config, str(tmp_path))
+    assert keras.config.dtype_policy().name == "float32"
+    net = model.keras_model
+    conv = net.get_layer("fpn_p3")
+    assert conv.compute_dtype == "bfloat16" and conv.variable_dtype == "float32"
+    assert all(v.dtype == "float32" for v in net.trainable_variables)
+    model.set_trainable("all", verbose=0)
+    trainer = Trainer(model)
+    ds = ShapesDataset()
+    ds.load_shapes(4, 64, 64, seed=3)
+    ds.prepare()
+    pipe = InputPipeline(ds, config, ds.image_ids, seed=1)
+    step = trainer.build_train_step(pipe)
+    assert not isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    batch = next(iter(trainer.batches(pipe, 0, 1)))
+    losses = [step(batch, tf.constant([1, i], tf.int64)) for i in range(6)]
+    for out in losses:
+        assert all(math.isfinite(float(v)) for v in out.values()), out
+    totals = [float(out["loss"]) for out in losses]
+    assert np.mean(totals[-2:]) < totals[0], totals   # fitting one batch: the loss falls
+    assert all(v.dtype == "float32" for v in net.trainable_variables)
