@@ -7,6 +7,7 @@ so chained calls (heads to 2, then all to 4) never double a loss.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -235,11 +236,14 @@ class Trainer:
         if augmentation is None and getattr(config, "AUGMENT", False):
             from mrcnn.augment import Augmenter
             augmentation = Augmenter()
+        with _op_determinism(config.SEED is not None and not getattr(config, "XLA_COMPILE", False)):
+            return self._train(train_dataset, val_dataset, learning_rate, epochs, layers, augmentation,
+                               custom_callbacks, no_augmentation_sources)
+
+    def _train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation,
+               custom_callbacks, no_augmentation_sources):
+        model, config = self.model, self.config
         seed = int(config.SEED or 0)
-        if config.SEED is not None:
-            # Same seed, same numbers: TensorFlow's CPU gradients otherwise differ between runs in
-            # the last bits (multi-threaded reductions), and the difference grows from step 2 on.
-            tf.config.experimental.enable_op_determinism()
         train_ids = self._valid_ids(train_dataset, "train")
         train_pipe = InputPipeline(train_dataset, config, train_ids, augmentation, no_augmentation_sources,
                                    shuffle=True, seed=seed, workers=config.DATA_WORKERS)
@@ -365,6 +369,27 @@ class Trainer:
             bad.setdefault(i, [message])
         self._validated[id(pipe.dataset)] = ([i for i in good if i not in bad], bad)
 
+
+
+@contextlib.contextmanager
+def _op_determinism(on):
+    """TensorFlow's op determinism for the duration of ``train()`` when ``on``.
+
+    Same seed, same numbers: TensorFlow's CPU gradients otherwise differ between runs in the last
+    bits (multi-threaded reductions), and the difference grows from step 2 on. Scoped, because the
+    switch is process-wide (it would change later code, e.g. XLA has no deterministic MaxPool
+    gradient); not with XLA_COMPILE for that reason.
+    """
+    from tensorflow.python.framework import config as tf_config
+
+    turn_on = on and not tf_config.is_op_determinism_enabled()
+    if turn_on:
+        tf_config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if turn_on:
+            tf_config.disable_op_determinism()
 
 def _make_optimizer(config, loss_scale=False):
     """SGD with momentum and matterport's clipping.
