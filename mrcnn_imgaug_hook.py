@@ -2,7 +2,7 @@
 
 imgaug 0.4.0 reads ``np.sctypes`` at import time, which NumPy 2 removed. This module puts a
 finder at the front of ``sys.meta_path`` that waits for the first ``import imgaug``, then
-restores the removed NumPy names (``mrcnn.imgaug_compat.apply_numpy_shim``: only names NumPy
+restores the removed NumPy names (``mrcnn.data.imgaug_compat.apply_numpy_shim``: only names NumPy
 lacks, never replacing one) and steps aside so the normal import proceeds. It imports nothing
 at start-up (no NumPy); when imgaug is never imported, NumPy is never touched.
 """
@@ -19,7 +19,7 @@ class ImgaugNumpyShimFinder:
         if fullname == _TARGET or fullname.startswith(_TARGET + "."):
             uninstall()
             try:
-                from mrcnn.imgaug_compat import apply_numpy_shim
+                from mrcnn.data.imgaug_compat import apply_numpy_shim
             except Exception:  # mrcnn removed but the .pth left behind: do nothing
                 return None
             apply_numpy_shim()

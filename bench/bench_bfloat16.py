@@ -42,10 +42,10 @@ def build_step(setting, variant):
     import keras
 
     from bench.bench_pipeline import SETTINGS, make_config
-    from mrcnn.data_pipeline import InputPipeline
+    from mrcnn.data.data_pipeline import InputPipeline
     from mrcnn.model import MaskRCNN
-    from mrcnn.shapes import ShapesDataset
-    from mrcnn.training import Trainer
+    from mrcnn.data.shapes import ShapesDataset
+    from mrcnn.engine.training import Trainer
 
     backbone, size, batch, fpn = SETTINGS[setting]
     config = make_config(backbone, size, batch, fpn)
@@ -100,7 +100,7 @@ def learn(precision, args):
 
     from bench.bench_learning import make_config
     from mrcnn.model import MaskRCNN
-    from mrcnn.shapes import ShapesDataset
+    from mrcnn.data.shapes import ShapesDataset
 
     os.environ.setdefault("TQDM_DISABLE", "1")   # one line per run instead of progress bars
     ns = argparse.Namespace(batch=4, fpn=64, rois=64, min_confidence=0.05, lr=0.02, warmup=100,

@@ -1,10 +1,10 @@
-"""Convolution gradients on this model's shapes: TensorFlow's CPU ops against ``mrcnn.conv``.
+"""Convolution gradients on this model's shapes: TensorFlow's CPU ops against ``mrcnn.modeling.conv``.
 
 For each shape, times (median of ``--repeats`` after one warm-up, ms):
 - fwd: ``tf.nn.conv2d``;
 - tf dW / tf dX: ``Conv2DBackpropFilter`` / ``Conv2DBackpropInput``, what ``keras.layers.Conv2D``'s
   backward pass runs;
-- ours dW / ours dX: the gradients ``mrcnn.conv.fast_grad_conv2d`` computes instead (per-tap
+- ours dW / ours dX: the gradients ``mrcnn.modeling.conv.fast_grad_conv2d`` computes instead (per-tap
   matmuls, or TF's filter gradient below 64x64 pixels; a forward conv with the flipped kernel);
 - tf f+b / ours f+b: forward and both gradients under a GradientTape, end to end.
 Each row also gives the forward GFLOP (2*outputs*K*K*Cin; each gradient costs the same) and the
@@ -48,7 +48,7 @@ def median_ms(fn, repeats):
 def run_shape(name, n, spatial, cin, cout, k, stride, padding, repeats):
     import tensorflow as tf
 
-    from mrcnn import conv as conv_module
+    from mrcnn.modeling import conv as conv_module
 
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(0, 1, (n, spatial, spatial, cin)).astype(np.float32))

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from mrcnn.evaluation import COCOEvaluator
+from mrcnn.evaluation.coco import COCOEvaluator
 
 CLASSES = ["BG", "person", "car", "dog", "cat", "bicycle"]
 KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]

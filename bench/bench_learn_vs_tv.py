@@ -12,7 +12,7 @@ Each run is a child process. Modes:
   torchvision  SGD 0.01, momentum 0.9, weight decay 1e-4, 50-step linear warm-up (its reference
                recipe warms up; ``bench/tv_learn_child.py``); ``--tv-backbone resnet18`` swaps
                the ResNet-50 for a ResNet-18 FPN (the fast setting).
-Scores: held-out COCO mask AP50 (``mrcnn.evaluation.COCOEvaluator``) and matterport's
+Scores: held-out COCO mask AP50 (``mrcnn.evaluation.coco.COCOEvaluator``) and matterport's
 per-image ``compute_ap`` @0.5 averaged over images; at evaluation both keep detections with
 score >= 0.05, at most 20 per image.
 
@@ -158,8 +158,8 @@ def run_ours(spec):
 # ------------------------------------------------------------------ scoring (parent)
 def score(data, predictions):
     """Held-out COCO mask AP50/AP and matterport's mean per-image compute_ap @0.5."""
-    from mrcnn import metrics
-    from mrcnn.evaluation import COCOEvaluator
+    from mrcnn.evaluation import metrics
+    from mrcnn.evaluation.coco import COCOEvaluator
 
     images, annotations = load_split(data, "val")
     p = np.load(predictions)

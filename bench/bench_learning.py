@@ -6,7 +6,7 @@ two ``MaskRCNN.train()`` calls (matterport style, cumulative epochs): the learni
 the first ``--decay-at`` fraction of the budget, then a tenth of it. A callback stops each
 call once its share of the time is used (checked after each epoch of ``--steps`` steps).
 Evaluation: ``detect()`` on ``--val-images`` held-out images (another seed), scored with
-``mrcnn.evaluation.COCOEvaluator``: COCO mask AP50 / AP (pycocotools semantics) and
+``mrcnn.evaluation.coco.COCOEvaluator``: COCO mask AP50 / AP (pycocotools semantics) and
 matterport's per-image compute_ap at IoU 0.5 averaged over images (named as such; it is not
 COCO AP).
 
@@ -112,8 +112,8 @@ def train(args, model_dir, train_ds):
 
 
 def evaluate(args, config_train, weights, val_ds, model_dir):
-    from mrcnn import metrics
-    from mrcnn.evaluation import COCOEvaluator
+    from mrcnn.evaluation import metrics
+    from mrcnn.evaluation.coco import COCOEvaluator
     from mrcnn.model import MaskRCNN
     from mrcnn.utils import extract_bboxes
 
@@ -180,7 +180,7 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join("bench", "results", "learning.json"))
     args = ap.parse_args(argv)
 
-    from mrcnn.shapes import ShapesDataset
+    from mrcnn.data.shapes import ShapesDataset
 
     if args.logs is None:
         import tempfile

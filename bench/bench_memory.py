@@ -35,9 +35,9 @@ def child(n, steps, size):
     import tensorflow as tf  # noqa: F401
 
     from mrcnn.config import Config
-    from mrcnn.data_pipeline import InputPipeline
-    from mrcnn.inputs import validate_dataset
-    from mrcnn.shapes import ShapesDataset
+    from mrcnn.data.data_pipeline import InputPipeline
+    from mrcnn.data.inputs import validate_dataset
+    from mrcnn.data.shapes import ShapesDataset
 
     class C(Config):
         NAME = "mem"

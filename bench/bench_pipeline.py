@@ -53,10 +53,10 @@ def run_setting(name, rounds, steps, skip):
     import keras
     import tensorflow as tf
 
-    from mrcnn.data_pipeline import InputPipeline
+    from mrcnn.data.data_pipeline import InputPipeline
     from mrcnn.model import MaskRCNN
-    from mrcnn.shapes import ShapesDataset
-    from mrcnn.training import Trainer
+    from mrcnn.data.shapes import ShapesDataset
+    from mrcnn.engine.training import Trainer
 
     backbone, size, batch, fpn = SETTINGS[name]
     config = make_config(backbone, size, batch, fpn)

@@ -1,17 +1,17 @@
-"""Input-pipeline throughput alone (no model): images/s of ``mrcnn.data_pipeline.InputPipeline``
+"""Input-pipeline throughput alone (no model): images/s of ``mrcnn.data.data_pipeline.InputPipeline``
 with 1 core and with 2 (``taskset``), at 1024 and 512 px, with and without augmentation.
 
 Data: ``--images`` JPEG photos-like images (1024x768 noise with 3..8 filled shapes, quality 90)
 and one 1-bit PNG mask per instance, written once to ``--data`` and read back per sample with
 PIL, as a file-backed ``mrcnn.utils.Dataset`` does; every sample is decoded, resized to S x S
 (``IMAGE_RESIZE_MODE="square"``), mini-masked and given RPN targets (ResNet FPN anchors at S).
-Augmentation: ``mrcnn.augment.Augmenter()`` (AUGMENT=True). Each setting runs in a child
+Augmentation: ``mrcnn.data.augment.Augmenter()`` (AUGMENT=True). Each setting runs in a child
 process pinned with ``taskset -c`` to the cores given; settings alternate in ``--rounds`` rounds
 so load changes on a shared machine hit all of them. A child also reports its CPU time over
 wall time (cores kept busy) and, with ``--threads-vs-processes``, the same samples prepared by
 ``prepare_sample`` in 2 threads and in 2 processes (the GIL's share of the limit).
 ``--loaders processes`` runs the pipeline with ``InputPipeline(workers=<cores>)`` (forked
-worker processes, ``mrcnn.process_loader``) instead of the threaded ``tf.numpy_function`` map.
+worker processes, ``mrcnn.data.process_loader``) instead of the threaded ``tf.numpy_function`` map.
 
     .venv/bin/python -m bench.bench_pipeline_scaling [--sizes 1024,512] [--cores 0 0,1]
                                                     [--rounds 2] [--seconds 8] [--loaders threads,processes]
@@ -107,8 +107,8 @@ def make_config(size, augment, batch=2):
 def measure(folder, size, augment, seconds, skip=2, workers=0):
     """Images/s of the pipeline over about ``seconds`` after ``skip`` batches, plus CPU/wall
     (of this process; with ``workers`` processes, their CPU time is not counted)."""
-    from mrcnn.augment import Augmenter
-    from mrcnn.data_pipeline import InputPipeline
+    from mrcnn.data.augment import Augmenter
+    from mrcnn.data.data_pipeline import InputPipeline
 
     config = make_config(size, augment)
     ds = file_dataset(folder)
@@ -147,10 +147,10 @@ def threads_vs_processes(folder, size, augment, samples=12):
 
 
 def _prepare_range(folder, size, augment, start, count, step=1):
-    from mrcnn.anchors import get_anchors
-    from mrcnn.augment import Augmenter
-    from mrcnn.inputs import prepare_sample
-    from mrcnn.rpn_targets import AnchorIndex
+    from mrcnn.structures.anchors import get_anchors
+    from mrcnn.data.augment import Augmenter
+    from mrcnn.data.inputs import prepare_sample
+    from mrcnn.data.rpn_targets import AnchorIndex
 
     config = make_config(size, augment)
     ds = file_dataset(folder)

@@ -1,5 +1,5 @@
 """PyramidROIAlign on the training step's shapes: ``tf.image.crop_and_resize`` per level (default)
-against the gather-based ``mrcnn.roi_align_gather`` (``use_gather=True``), eager graph and XLA.
+against the gather-based ``mrcnn.modeling.roi_align_gather`` (``use_gather=True``), eager graph and XLA.
 
 Shapes: a 512 px image's P2..P5 (128..16 px, 256 channels, batch 1), 200 ROIs of 16..400 px
 (every level) pooled to 7x7 and 66 to 14x14, forward and the gradient w.r.t. the feature maps,
@@ -32,7 +32,7 @@ def make_inputs(size, rois, seed=0, channels=256):
 def make_fn(use_gather, jit, size):
     import tensorflow as tf
 
-    from mrcnn.roi_align import PyramidROIAlign
+    from mrcnn.modeling.roi_align import PyramidROIAlign
 
     box_layer = PyramidROIAlign((7, 7), (size, size), use_gather=use_gather)
     mask_layer = PyramidROIAlign((14, 14), (size, size), use_gather=use_gather)
@@ -60,7 +60,7 @@ def main(argv=None):
                 "gather_xla": make_fn(True, True, args.size)}
     losses = {name: float(fn(maps, boxes, box_ix)[0]) for name, fn in variants.items()}   # traces
     # The gather variants agree; crop_and_resize differs where it puts a clipped box's edge
-    # samples outside the map (0) by rounding (see mrcnn.roi_align_gather).
+    # samples outside the map (0) by rounding (see mrcnn.modeling.roi_align_gather).
     assert abs(losses["gather"] - losses["gather_xla"]) <= 1e-4 * abs(losses["gather"]), losses
     times = {k: [] for k in variants}
     for r in range(args.rounds):

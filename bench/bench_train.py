@@ -107,13 +107,13 @@ def run_ours(size, batch, backbone, steps, warmup, rpn_channels=512, conv_grad="
     import tensorflow as tf
 
     if conv_grad == "tf":
-        # Before/after figure for mrcnn.conv: every FastGradConv2D takes Conv2D's own gradient.
-        import mrcnn.conv
-        mrcnn.conv.fast_grad_conv2d = lambda *args, **kwargs: None
+        # Before/after figure for mrcnn.modeling.conv: every FastGradConv2D takes Conv2D's own gradient.
+        import mrcnn.modeling.conv
+        mrcnn.modeling.conv.fast_grad_conv2d = lambda *args, **kwargs: None
 
-    from mrcnn.data_pipeline import InputPipeline
+    from mrcnn.data.data_pipeline import InputPipeline
     from mrcnn.model import MaskRCNN
-    from mrcnn.training import Trainer
+    from mrcnn.engine.training import Trainer
 
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     config = make_config(size, batch, backbone, rpn_channels)
@@ -148,10 +148,10 @@ def breakdown(size, batch, backbone, repeats=3):
     import keras
     import tensorflow as tf
 
-    from mrcnn.anchors import get_anchors
-    from mrcnn.data_pipeline import InputPipeline
+    from mrcnn.structures.anchors import get_anchors
+    from mrcnn.data.data_pipeline import InputPipeline
     from mrcnn.model import MaskRCNN
-    from mrcnn.train_graph import compute_losses, total_loss
+    from mrcnn.engine.train_graph import compute_losses, total_loss
 
     config = make_config(size, batch, backbone)
     keras.utils.set_random_seed(1)
@@ -298,7 +298,7 @@ def main(argv=None):
     ap.add_argument("--rpn-channels", type=int, default=512,
                     help="RPN_CONV_CHANNELS (512: matterport's, which mask_rcnn_coco.h5 needs; torchvision uses 256)")
     ap.add_argument("--conv-grad", default="fast", choices=["fast", "tf"],
-                    help="convolution gradients: mrcnn.conv's (default) or TensorFlow's own (the 'before')")
+                    help="convolution gradients: mrcnn.modeling.conv's (default) or TensorFlow's own (the 'before')")
     ap.add_argument("--torchvision-python", default=None,
                     help="interpreter that can import torchvision (e.g. a separate venv); default: this one")
     ap.add_argument("--breakdown", action="store_true",

@@ -75,9 +75,9 @@ def train_setting(args, dataset, mode, batch):
     import keras
     import tensorflow as tf
 
-    from mrcnn.data_pipeline import InputPipeline
+    from mrcnn.data.data_pipeline import InputPipeline
     from mrcnn.model import MaskRCNN
-    from mrcnn.training import Trainer
+    from mrcnn.engine.training import Trainer
 
     precision, xla = MODES[mode]
     keras.utils.set_random_seed(1)
@@ -160,7 +160,7 @@ def device_description():
 
 def training_dataset(args):
     if args.smoke:
-        from mrcnn.shapes import ShapesDataset
+        from mrcnn.data.shapes import ShapesDataset
 
         ds = ShapesDataset()
         ds.load_shapes(8, args.size, args.size, seed=1)

@@ -12,9 +12,9 @@ import numpy as np, tensorflow as tf, keras
 if os.environ.get("INTER"): tf.config.threading.set_inter_op_parallelism_threads(int(os.environ["INTER"]))
 if os.environ.get("INTRA"): tf.config.threading.set_intra_op_parallelism_threads(int(os.environ["INTRA"]))
 from bench.bench_train import make_config, synthetic_dataset
-from mrcnn.data_pipeline import InputPipeline
+from mrcnn.data.data_pipeline import InputPipeline
 from mrcnn.model import MaskRCNN
-from mrcnn.training import Trainer
+from mrcnn.engine.training import Trainer
 size = int(sys.argv[1]) if len(sys.argv) > 1 else 512
 config = make_config(size, 1, "resnet50")
 keras.utils.set_random_seed(1)

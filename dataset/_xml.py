@@ -138,8 +138,8 @@ def relative_inside(path: str, root: str, what: str) -> str:
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (mrcnn.fsio's implementation); no fsync, so safe
+    """Write ``data`` to ``path`` atomically (mrcnn.io.fsio's implementation); no fsync, so safe
     against a killed process but not a power loss: an fsync per small file made bulk writes
     several times slower."""
-    from mrcnn.fsio import atomic_write_bytes as write
+    from mrcnn.io.fsio import atomic_write_bytes as write
     write(path, data, durable=False)

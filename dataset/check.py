@@ -37,7 +37,7 @@ def _bad_number(v) -> bool:
 def coordinate_problems(record: ImageRecord, where: str) -> list[Problem]:
     """Errors for a size over the pixel limit and for non-finite or absurd (> 1e7) box or polygon
     coordinates: such an image cannot be rasterised, so every reader skips it with this reason."""
-    from mrcnn.pixels import max_pixels
+    from mrcnn.structures.pixels import max_pixels
     out, iid = [], record.image_id
     if record.width > 0 and record.height > 0 and record.width * record.height > max_pixels():
         out.append(Problem(where, iid, "size_too_large", "<size> %dx%d = %s pixels is over the limit of "
@@ -110,7 +110,7 @@ class Report:
 def image_facts(path: str) -> dict:
     """{"size": [w, h] as displayed, "orientation": EXIF tag} after PIL verify + a full decode,
     or {"error": message} (an image over the pixel limit is not decoded at all)."""
-    from mrcnn.pixels import ImageTooLarge, displayed_size, open_image, orientation
+    from mrcnn.structures.pixels import ImageTooLarge, displayed_size, open_image, orientation
     try:
         with open_image(path) as im:
             im.verify()

@@ -159,7 +159,7 @@ def main(argv=None) -> int:
         if path is not None and not os.path.isdir(path):
             parser.error("%s is not a folder" % path)
     if getattr(args, "max_pixels", None) is not None:
-        from mrcnn.pixels import set_max_pixels
+        from mrcnn.structures.pixels import set_max_pixels
         set_max_pixels(args.max_pixels)
     handlers = {"check": _cmd_check, "convert": _cmd_convert, "stats": _cmd_stats, "split": _cmd_split}
     try:

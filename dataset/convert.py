@@ -96,7 +96,7 @@ def read_mask_png(path: str, instance_value: int | None = None) -> np.ndarray:
     otherwise the pixels whose palette index (mode "P"/"L") equals ``instance_value``.
     Raises OSError naming the file when it cannot be decoded.
     """
-    from mrcnn.pixels import ImageTooLarge, open_image
+    from mrcnn.structures.pixels import ImageTooLarge, open_image
     try:
         with open_image(path, "mask PNG %s" % path) as im:
             mode = im.mode
@@ -147,7 +147,7 @@ def record_size(record: ImageRecord) -> tuple[int, int]:
         raise AnnotationError(record.annotation or record.path,
                               "image %s has no size in the annotation and %s cannot be read"
                               % (record.image_id, record.path))
-    from mrcnn.pixels import max_pixels
+    from mrcnn.structures.pixels import max_pixels
     if h * w > max_pixels():  # [N, H, W] bool buffers of this size would exhaust memory
         raise AnnotationError(record.annotation or record.path,
                               "image %s: <size> %dx%d is over the limit of %s pixels; fix <size> or "

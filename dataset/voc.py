@@ -162,7 +162,7 @@ def find_image(filename: str, root: str, dirs: list[str], xml_path: str) -> str:
 def image_size(path: str) -> tuple[int, int]:
     """(width, height) as displayed (EXIF orientation applied, see dataset.pixels) from the
     image header, or (0, 0) when the file cannot be opened or is over the pixel limit."""
-    from mrcnn.pixels import displayed_size, open_image
+    from mrcnn.structures.pixels import displayed_size, open_image
     try:
         with open_image(path) as im:
             w, h = displayed_size(im)

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     if args.max_pixels is not None:
-        from mrcnn.pixels import set_max_pixels
+        from mrcnn.structures.pixels import set_max_pixels
         set_max_pixels(args.max_pixels)
     from .classes import ClassResolutionError
     from .core import download_class

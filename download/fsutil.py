@@ -1,5 +1,5 @@
 """Safe names for files named by the remote side, source keys, and (re-exported from
-``mrcnn.fsio``) atomic writes: nothing half-written is left where a rerun would trust it."""
+``mrcnn.io.fsio``) atomic writes: nothing half-written is left where a rerun would trust it."""
 from __future__ import annotations
 
 import os
@@ -38,8 +38,8 @@ def inside(root: str, path: str) -> bool:
     return path == root or path.startswith(root + os.sep)
 
 
-# The atomic writes live in mrcnn.fsio (shared with the model's checkpoints); re-exported here.
-from mrcnn.fsio import (SPACE_MARGIN, DiskFullError, atomic_open, atomic_path,  # noqa: F401,E402
+# The atomic writes live in mrcnn.io.fsio (shared with the model's checkpoints); re-exported here.
+from mrcnn.io.fsio import (SPACE_MARGIN, DiskFullError, atomic_open, atomic_path,  # noqa: F401,E402
                         atomic_rename, atomic_write_bytes, atomic_write_json, ensure_free_space,
                         free_bytes, umask)
 

@@ -19,7 +19,7 @@ def decode_check(data: bytes, what: str) -> tuple[int, int]:
     """(width, height) if ``data`` is an image PIL can verify and fully load, else CorruptImage."""
     from PIL import Image, UnidentifiedImageError
 
-    from mrcnn.pixels import ImageTooLarge, displayed_size, open_image
+    from mrcnn.structures.pixels import ImageTooLarge, displayed_size, open_image
     try:
         with open_image(io.BytesIO(data), what) as im:
             im.verify()
@@ -37,7 +37,7 @@ def decode_check(data: bytes, what: str) -> tuple[int, int]:
 
 def image_size(path: str) -> tuple[int, int]:
     """(width, height) as displayed (EXIF orientation applied) from a local image's header."""
-    from mrcnn.pixels import displayed_size, open_image
+    from mrcnn.structures.pixels import displayed_size, open_image
     with open_image(path) as im:
         w, h = displayed_size(im)
         return int(w), int(h)

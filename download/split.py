@@ -89,7 +89,7 @@ def binary_png(data: bytes) -> bytes | None:
     """
     import io
 
-    from mrcnn.pixels import ImageTooLarge, open_image
+    from mrcnn.structures.pixels import ImageTooLarge, open_image
     try:
         with open_image(io.BytesIO(data), "mask") as im:
             if im.format != "PNG":
@@ -217,7 +217,7 @@ class SplitJob:
     def _store_mask(self, name: str, val, shard: str):
         """(1, None) when the member ``val`` (bytes or an exception) was written as a 1-bit PNG,
         else (0, reason)."""
-        from mrcnn.pixels import ImageTooLarge
+        from mrcnn.structures.pixels import ImageTooLarge
         if isinstance(val, (bytes, bytearray)):
             try:
                 png = binary_png(bytes(val))

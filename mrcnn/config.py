@@ -20,7 +20,7 @@ import tempfile
 
 import numpy as np
 
-from mrcnn.toml_io import dumps_table
+from mrcnn.io.toml_io import dumps_table
 
 DERIVED_KEYS = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
 BUILTIN_BACKBONES = ("resnet50", "resnet101", "small")

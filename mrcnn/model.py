@@ -5,8 +5,8 @@
     r = model.detect([image])[0]      # rois int32 [N, (y1, x1, y2, x2)] original pixels,
                                       # class_ids int32 [N], scores float32 [N], masks bool [H, W, N]
 
-The network lives in ``mrcnn.network`` (with matterport's graph surface: ``mrcnn.compat_graph``);
-training in ``mrcnn.training``.
+The network lives in ``mrcnn.modeling.network`` (with matterport's graph surface: ``mrcnn.modeling.compat_graph``);
+training in ``mrcnn.engine.training``.
 """
 from __future__ import annotations
 
@@ -19,15 +19,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import utils, weights_io
-from mrcnn.anchors import compute_backbone_shapes, get_anchors  # noqa: F401
-from mrcnn.compat_graph import MatterportNet, matterport_weight_names
-from mrcnn.model_inspect import InspectMixin
-from mrcnn.network import MaskRCNNNet  # noqa: F401
+from mrcnn import utils
+from mrcnn.io import weights_io
+from mrcnn.structures.anchors import compute_backbone_shapes, get_anchors  # noqa: F401
+from mrcnn.modeling.compat_graph import MatterportNet, matterport_weight_names
+from mrcnn.engine.model_inspect import InspectMixin
+from mrcnn.modeling.network import MaskRCNNNet  # noqa: F401
 # matterport's NumPy data helpers and graph blocks, kept in their own modules.
-from mrcnn.matterport_data import (build_detection_targets, build_rpn_targets,  # noqa: F401
+from mrcnn.data.matterport_data import (build_detection_targets, build_rpn_targets,  # noqa: F401
                                    data_generator, generate_random_rois, load_image_gt)
-from mrcnn.matterport_graph import (BatchNorm, DetectionLayer, ProposalLayer,  # noqa: F401
+from mrcnn.modeling.matterport_graph import (BatchNorm, DetectionLayer, ProposalLayer,  # noqa: F401
                                     PyramidROIAlign, build_fpn_mask_graph, build_rpn_model,
                                     fpn_classifier_graph, resnet_graph, rpn_graph)
 # matterport kept these in model.py; user code imports them from here.
@@ -58,7 +59,7 @@ _CHECKPOINT_RE = re.compile(
 
 class MaskRCNN(InspectMixin):
     """Mask R-CNN with matterport's methods. ``keras_model`` is the Keras 3 model; its
-    inference graph has matterport's layer names (``mrcnn.compat_graph``)."""
+    inference graph has matterport's layer names (``mrcnn.modeling.compat_graph``)."""
 
     def __init__(self, mode, config, model_dir):
         if mode not in ("training", "inference"):
@@ -208,12 +209,12 @@ class MaskRCNN(InspectMixin):
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None, verbose=1):
-        """Train to the cumulative target ``epochs`` (matterport semantics); see ``mrcnn.training``.
+        """Train to the cumulative target ``epochs`` (matterport semantics); see ``mrcnn.engine.training``.
         Prints matterport's "Starting at epoch N. LR=..." and "Checkpoint Path: ..." lines, and
         with ``verbose`` > 0 (the default, as matterport) the trainable layers."""
         if self.mode != "training":
             raise ValueError("Create the model with mode='training' to train it.")
-        from mrcnn.training import Trainer
+        from mrcnn.engine.training import Trainer
 
         log("\nStarting at epoch {}. LR={}\n".format(self.epoch, learning_rate))
         log("Checkpoint Path: {}".format(self.checkpoint_path))

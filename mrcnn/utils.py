@@ -106,10 +106,10 @@ class Dataset:
 
     def load_image(self, image_id):
         """Load the image as RGB uint8 [H, W, 3] as displayed (EXIF orientation applied, grey
-        made RGB, alpha dropped, 16-bit scaled; see mrcnn.pixels)."""
+        made RGB, alpha dropped, 16-bit scaled; see mrcnn.structures.pixels)."""
         path = self.image_info[image_id]["path"]
         try:
-            from mrcnn.pixels import read_rgb
+            from mrcnn.structures.pixels import read_rgb
             image = read_rgb(path)[0]
         except (OSError, ValueError) as e:
             raise OSError("Cannot read image %d (%s): %s. Check the file exists and is a "
@@ -251,7 +251,7 @@ def denorm_boxes(boxes, shape):
 
 
 ############################################################
-#  Resizing images (mask helpers: mrcnn.masks)
+#  Resizing images (mask helpers: mrcnn.structures.masks)
 ############################################################
 
 def resize(image, output_shape, order=1, mode="constant", cval=0, clip=True,
@@ -408,15 +408,15 @@ def download_trained_weights(coco_model_path, verbose=1, url=COCO_MODEL_URL, tim
 #  Re-exports (matterport's names in mrcnn.utils)
 ############################################################
 
-from mrcnn.anchors import generate_anchors, generate_pyramid_anchors  # noqa: E402,F401
-from mrcnn.masks import (resize_mask, minimize_mask, expand_mask, mold_mask,  # noqa: E402,F401
+from mrcnn.structures.anchors import generate_anchors, generate_pyramid_anchors  # noqa: E402,F401
+from mrcnn.structures.masks import (resize_mask, minimize_mask, expand_mask, mold_mask,  # noqa: E402,F401
                          unmold_mask, paste_masks, _bilinear_matrix)
-from mrcnn.graph_utils import batch_slice  # noqa: E402,F401  (imports TensorFlow when called)
+from mrcnn.modeling.graph_utils import batch_slice  # noqa: E402,F401  (imports TensorFlow when called)
 
 _METRICS_NAMES = ("compute_overlaps_masks", "compute_matches", "compute_ap",
                   "compute_ap_range", "compute_recall", "trim_zeros")
-try:  # mrcnn.metrics may import this module; keep utils importable either way
-    from mrcnn.metrics import (compute_overlaps_masks, compute_matches, compute_ap,  # noqa
+try:  # mrcnn.evaluation.metrics may import this module; keep utils importable either way
+    from mrcnn.evaluation.metrics import (compute_overlaps_masks, compute_matches, compute_ap,  # noqa
                                compute_ap_range, compute_recall, trim_zeros)
 except ImportError:  # not written yet, or a circular import in progress
     pass
@@ -425,6 +425,6 @@ except ImportError:  # not written yet, or a circular import in progress
 def __getattr__(name):
     """Resolve the metrics names lazily when the import above could not."""
     if name in _METRICS_NAMES:
-        import mrcnn.metrics
-        return getattr(mrcnn.metrics, name)
+        import mrcnn.evaluation.metrics
+        return getattr(mrcnn.evaluation.metrics, name)
     raise AttributeError("module 'mrcnn.utils' has no attribute %r" % name)

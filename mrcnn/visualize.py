@@ -193,7 +193,7 @@ def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_clas
     """Ground truth (left) beside predictions (right). Predictions matched to a
     ground truth (mask IoU >= iou_threshold, same class) are green, others red; ground
     truth no prediction matched (missed) is orange; captions give "name score / IoU"."""
-    from mrcnn.metrics import compute_matches
+    from mrcnn.evaluation.metrics import compute_matches
     plt = _pyplot()
     order = np.argsort(-np.asarray(pred_score), kind="stable")
     pred_box, pred_class_id = np.asarray(pred_box)[order], np.asarray(pred_class_id)[order]
@@ -304,5 +304,5 @@ def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
 
 
 # matterport's inspection plots, kept in their own module.
-from mrcnn.visualize_inspect import (display_table, display_weight_stats, draw_box,  # noqa: E402,F401
+from mrcnn.viz.inspect import (display_table, display_weight_stats, draw_box,  # noqa: E402,F401
                                      draw_rois, plot_overlaps)

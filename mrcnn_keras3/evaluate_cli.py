@@ -77,12 +77,12 @@ def dispatch(args):
 
 
 def main(argv=None):
-    from mrcnn.cli_logging import quiet_tensorflow_startup
+    from mrcnn.io.cli_logging import quiet_tensorflow_startup
 
     quiet_tensorflow_startup()   # before anything imports TensorFlow
     args = parse_args(argv)
     if args.max_pixels is not None:
-        from mrcnn.pixels import set_max_pixels
+        from mrcnn.structures.pixels import set_max_pixels
         set_max_pixels(args.max_pixels)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return run_main(dispatch, args)

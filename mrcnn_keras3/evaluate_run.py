@@ -22,7 +22,7 @@ def _norm(name):
 
 def resolve_run(args):
     """(run folder or None, state dict, config path, weights path) from the flags."""
-    from mrcnn import runs
+    from mrcnn.io import runs
 
     run = args.run
     if args.weights == "coco":
@@ -81,7 +81,7 @@ def display_threshold(path):
 
 
 def load_config(path, min_confidence):
-    from mrcnn import eval_loop
+    from mrcnn.evaluation import eval_loop
     from mrcnn.config import Config, ConfigError
 
     try:
@@ -93,7 +93,7 @@ def load_config(path, min_confidence):
 def model_class_names(state, config, fallback=None):
     """["BG", ...] in the model's class-id order: from state.json, else ``fallback`` (class names
     sorted as training numbers them), else generic "class i" names."""
-    from mrcnn import runs
+    from mrcnn.io import runs
 
     try:
         return runs.class_names(state, config.NUM_CLASSES, fallback)
@@ -157,8 +157,8 @@ class ClassFilter:
 
 def build_model(config, weights, logs):
     """The inference MaskRCNN with ``weights`` loaded by name."""
-    from mrcnn.eval_loop import load_inference_model
-    from mrcnn.weights_io import WeightsError
+    from mrcnn.evaluation.eval_loop import load_inference_model
+    from mrcnn.io.weights_io import WeightsError
 
     try:
         return load_inference_model(config, weights, logs, hint=" Pass one of the run's checkpoints.")
@@ -177,7 +177,8 @@ def weights_epoch(weights, state):
 
 
 def evaluate(args, run, state, config_path, weights):
-    from mrcnn import eval_loop, runs
+    from mrcnn.evaluation import eval_loop
+    from mrcnn.io import runs
 
     data = args.data or state.get("data")
     if not data:
@@ -236,7 +237,7 @@ def log_tensorboard(event_dir, scalars, image_paths, step):
     import tensorflow as tf
     from PIL import Image
 
-    from mrcnn.runs import crop_to_content, summary_tag
+    from mrcnn.io.runs import crop_to_content, summary_tag
 
     writer = tf.summary.create_file_writer(event_dir)
     with writer.as_default():

@@ -34,7 +34,7 @@ def _save_png(array, path):
     """Write a uint8 array as PNG atomically."""
     from PIL import Image
 
-    from mrcnn.fsio import atomic_open
+    from mrcnn.io.fsio import atomic_open
 
     with atomic_open(path, "wb", durable=False) as f:
         Image.fromarray(array).save(f, format="PNG")
@@ -44,7 +44,7 @@ def read_input_image(path, skipped):
     """RGB uint8 [H, W, 3] as displayed, exactly as Dataset.load_image reads it (EXIF orientation
     applied, 16-bit scaled with a warning); None after adding to ``skipped`` why it cannot be used
     (unreadable, or over the pixel limit: a decompression bomb)."""
-    from mrcnn.pixels import ImageTooLarge, read_rgb
+    from mrcnn.structures.pixels import ImageTooLarge, read_rgb
 
     try:
         image, notes = read_rgb(path)
@@ -85,7 +85,7 @@ def _crop_png(path):
     import numpy as np
     from PIL import Image
 
-    from mrcnn.runs import crop_to_content
+    from mrcnn.io.runs import crop_to_content
 
     with Image.open(path) as im:
         pixels = np.asarray(im.convert("RGB"))
@@ -135,7 +135,7 @@ def plural(n, word):
 
 
 def predict(args, run, state, config_path, weights):
-    from mrcnn import runs
+    from mrcnn.io import runs
 
     images = list_images(args.image)
     config = load_config(config_path, args.min_confidence)

@@ -11,14 +11,14 @@ import numpy as np
 def write_train_batch(dataset, config, run_dir, count=4, seed=0):
     """Draw ``count`` training samples into ``run_dir/train_batch.png``; the path (None if empty)."""
     from mrcnn import visualize
-    from mrcnn.inputs import load_image_gt
+    from mrcnn.data.inputs import load_image_gt
 
     ids = list(dataset.image_ids)[:count]
     if not ids:
         return None
     augmentation = None
     if getattr(config, "AUGMENT", False):
-        from mrcnn.augment import Augmenter
+        from mrcnn.data.augment import Augmenter
         augmentation = Augmenter()
     plt = visualize._pyplot()
     fig, axes = plt.subplots(1, len(ids), figsize=(4.5 * len(ids), 4.8), squeeze=False)

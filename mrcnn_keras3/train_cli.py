@@ -52,7 +52,7 @@ def build_parser():
 
 
 def main(argv=None):
-    from mrcnn.cli_logging import quiet_tensorflow_startup
+    from mrcnn.io.cli_logging import quiet_tensorflow_startup
 
     quiet_tensorflow_startup()   # before anything imports TensorFlow
     args = build_parser().parse_args(argv)

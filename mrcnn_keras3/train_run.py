@@ -46,8 +46,8 @@ def prepare_fresh(args):
 
 def prepare_resume(args):
     """(run folder, state) of ``--resume``, with args set from the run's state."""
-    from mrcnn import runs
-    from mrcnn.schedule import scale_schedule
+    from mrcnn.io import runs
+    from mrcnn.engine.schedule import scale_schedule
 
     try:
         run_dir = runs.newest_run(args.logs)
@@ -87,7 +87,7 @@ def make_strategy(name):
 
 
 def load_initial_weights(model, path):
-    from mrcnn.weights_io import HEAD_LAYERS, WeightsError
+    from mrcnn.io.weights_io import HEAD_LAYERS, WeightsError
 
     n = weights_mod.file_num_classes(path)
     exclude = None
@@ -103,8 +103,8 @@ def load_initial_weights(model, path):
 
 def start_run(model, args, config, classes, datasets, config_path, overrides, weights):
     """Load the initial weights, claim a fresh run folder; the new run's state."""
-    from mrcnn import runs
-    from mrcnn.schedule import scale_schedule
+    from mrcnn.io import runs
+    from mrcnn.engine.schedule import scale_schedule
 
     if weights:
         load_initial_weights(model, weights)
@@ -123,7 +123,7 @@ def start_run(model, args, config, classes, datasets, config_path, overrides, we
 
 def continue_run(model, run_dir, state, config, progress):
     """Load the newest complete checkpoint of ``run_dir`` (or the run's initial weights)."""
-    from mrcnn import runs
+    from mrcnn.io import runs
 
     ckpt, broken = runs.newest_complete_checkpoint(run_dir)
     for path, reason in broken:
@@ -159,7 +159,7 @@ def run(args):
 
     import keras
 
-    from mrcnn import runs
+    from mrcnn.io import runs
     from mrcnn.model import MaskRCNN
 
     keras.utils.set_random_seed(args.seed)
@@ -191,9 +191,9 @@ def run(args):
 
 def train_stages(model, datasets, state, args):
     """The staged schedule from the current epoch; Ctrl-C saves ``interrupted.h5``."""
-    from mrcnn import runs
-    from mrcnn.callbacks import EvaluationCallback, RunLogger
-    from mrcnn.schedule import stages_from
+    from mrcnn.io import runs
+    from mrcnn.engine.callbacks import EvaluationCallback, RunLogger
+    from mrcnn.engine.schedule import stages_from
 
     bars = not args.quiet and sys.stderr.isatty()  # no TTY (a log file): the epoch lines only
     callbacks = [EvaluationCallback(model, datasets["validation"], limit=args.eval_limit, progress=bars),
@@ -216,7 +216,7 @@ def train_stages(model, datasets, state, args):
 
 
 def print_summary(model, state, seconds):
-    from mrcnn import runs
+    from mrcnn.io import runs
 
     rows = runs.read_results(model.log_dir)
     print("\nSummary")

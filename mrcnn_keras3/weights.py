@@ -41,7 +41,7 @@ def file_num_classes(path):
     """Class count of the heads stored in a weights file (None if it has no heads)."""
     import h5py
 
-    from mrcnn.weights_io import read_list_attr
+    from mrcnn.io.weights_io import read_list_attr
 
     check_weights_file(path)
     with h5py.File(path, "r") as f:
@@ -55,7 +55,7 @@ def file_num_classes(path):
 
 def find_last(logs, name):
     """Newest checkpoint of a run named exactly ``name`` (``cat`` never matches ``cat_dog``)."""
-    from mrcnn import runs
+    from mrcnn.io import runs
 
     folders = sorted(d for d in (os.listdir(logs) if os.path.isdir(logs) else [])
                      if re.fullmatch(re.escape(name) + RUN_RE, d))
@@ -112,7 +112,7 @@ def fetch_resumable(url, path, size=None, progress=True, timeout=30):
     on a terminal. Unreachable for a host that cannot be reached; Interrupted on Ctrl-C."""
     import requests
 
-    from mrcnn.fsio import atomic_rename
+    from mrcnn.io.fsio import atomic_rename
     from .download.net import FetchError, Unreachable, connect_failure
     from .download.progress import bar
 

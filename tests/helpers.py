@@ -125,7 +125,7 @@ def custom_backbone(input_image, stage5=True, train_bn=False):
     """A matterport-signature backbone callable: plain strided convs, C1..C5 at strides 2..32."""
     from keras import layers as KL
 
-    from mrcnn.backbone import BatchNorm
+    from mrcnn.modeling.backbone import BatchNorm
 
     x = input_image
     outputs = []

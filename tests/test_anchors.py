@@ -1,10 +1,10 @@
-"""Tests for mrcnn.anchors: known counts and values, order, a loop reference."""
+"""Tests for mrcnn.structures.anchors: known counts and values, order, a loop reference."""
 import math
 
 import numpy as np
 import pytest
 
-from mrcnn import anchors as A
+from mrcnn.structures import anchors as A
 from mrcnn import utils
 from mrcnn.config import Config
 

@@ -1,9 +1,9 @@
-"""Tests for mrcnn.augment: image/mask consistency, references, determinism."""
+"""Tests for mrcnn.data.augment: image/mask consistency, references, determinism."""
 import numpy as np
 import pytest
 from skimage.transform import resize as sk_resize
 
-from mrcnn.augment import Augmenter, brightness_contrast, horizontal_flip, scale_jitter
+from mrcnn.data.augment import Augmenter, brightness_contrast, horizontal_flip, scale_jitter
 
 COLOUR = np.array([200, 100, 50], np.uint8)
 

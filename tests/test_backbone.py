@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from mrcnn.backbone import BN_EPSILON, BatchNorm, resnet_graph
+from mrcnn.modeling.backbone import BN_EPSILON, BatchNorm, resnet_graph
 from mrcnn.model import MaskRCNN
 from tests.helpers import check_layer_config_roundtrip, custom_backbone, resnet_layout, tiny_config
 

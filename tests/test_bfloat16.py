@@ -9,10 +9,10 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from mrcnn.data_pipeline import InputPipeline  # noqa: E402
+from mrcnn.data.data_pipeline import InputPipeline  # noqa: E402
 from mrcnn.model import MaskRCNN  # noqa: E402
-from mrcnn.shapes import ShapesDataset  # noqa: E402
-from mrcnn.training import Trainer  # noqa: E402
+from mrcnn.data.shapes import ShapesDataset  # noqa: E402
+from mrcnn.engine.training import Trainer  # noqa: E402
 from tests.helpers import tiny_config  # noqa: E402
 
 

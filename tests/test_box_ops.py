@@ -1,9 +1,10 @@
-"""mrcnn.box_ops (TensorFlow) against the NumPy twins in mrcnn.utils and hand-worked values."""
+"""mrcnn.structures.boxes_tf (TensorFlow) against the NumPy twins in mrcnn.utils and hand-worked values."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn import box_ops, utils
+from mrcnn import utils
+from mrcnn.structures import boxes_tf as box_ops
 
 
 def random_boxes(rng, n, size=100.0):

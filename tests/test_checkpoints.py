@@ -3,11 +3,11 @@ best; best.h5 / last.h5 are hard links (copies where the filesystem has none).""
 import os
 import types
 
-from mrcnn import runs
+from mrcnn.io import runs
 
 
 def _epochs(tmp_path, keep, aps):
-    from mrcnn.callbacks import RunLogger
+    from mrcnn.engine.callbacks import RunLogger
 
     model = types.SimpleNamespace(log_dir=str(tmp_path), _trainer=None,
                                   config=types.SimpleNamespace(KEEP_CHECKPOINTS=keep))

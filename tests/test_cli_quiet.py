@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mrcnn.cli_logging import filter_startup_log
+from mrcnn.io.cli_logging import filter_startup_log
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISE = ("failed call to cuInit", "All log messages before absl::InitializeLog",
@@ -48,7 +48,7 @@ def _env():
     return env
 
 
-@pytest.mark.parametrize("entry", ["train.py", "evaluate.py", "mrcnn.export"])
+@pytest.mark.parametrize("entry", ["train.py", "evaluate.py", "mrcnn.io.export"])
 def test_every_cli_installs_the_quiet_import_before_tensorflow(entry):
     """Each CLI's main() sets it up first thing (checked after --help, without importing TF)."""
     run = (f"runpy.run_module({entry!r}, run_name='__main__')" if "/" not in entry and not entry.endswith(".py")
@@ -64,7 +64,7 @@ def test_every_cli_installs_the_quiet_import_before_tensorflow(entry):
 
 def test_tensorflow_starts_quietly_after_the_hook():
     """The first TensorFlow import, from inside mrcnn.model, prints none of the start-up noise."""
-    code = ("import sys\nfrom mrcnn.cli_logging import quiet_tensorflow_startup\nquiet_tensorflow_startup()\n"
+    code = ("import sys\nfrom mrcnn.io.cli_logging import quiet_tensorflow_startup\nquiet_tensorflow_startup()\n"
             "import mrcnn.model\nimport tensorflow as tf\nprint(int(tf.constant(2) + 1))\n")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True,
                        timeout=300)

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from keras import layers as KL
 
-from mrcnn.conv import FastGradConv2D, fast_grad_conv2d
+from mrcnn.modeling.conv import FastGradConv2D, fast_grad_conv2d
 
 EPS32 = np.finfo(np.float32).eps
 

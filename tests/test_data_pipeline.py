@@ -1,14 +1,14 @@
-"""Tests for mrcnn.data_pipeline.InputPipeline: determinism, static shapes, no dropped images."""
+"""Tests for mrcnn.data.data_pipeline.InputPipeline: determinism, static shapes, no dropped images."""
 import math
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn.anchors import get_anchors
-from mrcnn.data_pipeline import InputPipeline
-from mrcnn.inputs import prepare_sample
-from mrcnn.shapes import ShapesDataset
+from mrcnn.structures.anchors import get_anchors
+from mrcnn.data.data_pipeline import InputPipeline
+from mrcnn.data.inputs import prepare_sample
+from mrcnn.data.shapes import ShapesDataset
 from tests.train_helpers import faulty_shapes, shapes, train_config
 
 
@@ -158,7 +158,7 @@ def test_image_failing_mid_epoch_is_replaced_and_reported(config, caplog):
     """A NaN image or a load error is skipped (next id), recorded, and the epoch goes on."""
     ds = faulty_shapes(5, {1: "nan_image", 3: "raise"}, seed=2)
     pipe = InputPipeline(ds, config, ds.image_ids, shuffle=False, seed=1)
-    with caplog.at_level("WARNING", logger="mrcnn.data_pipeline"):
+    with caplog.at_level("WARNING", logger="mrcnn.data.data_pipeline"):
         batches = _batches(pipe, 0, 3)
     ids = np.concatenate([b["image_id"] for b in batches]).tolist()
     # Order 0 1 2 3 4 0: 1 -> 2 and 3 -> 4, each keeping the failed slot's randomness.
@@ -174,7 +174,7 @@ def test_image_failing_mid_epoch_is_replaced_and_reported(config, caplog):
 
 def test_imgaug_augmentation_is_reproducible_under_the_seed(config):
     """imgaug's random state is global; each sample gets a copy seeded from its own rng."""
-    compat = pytest.importorskip("mrcnn.imgaug_compat")
+    compat = pytest.importorskip("mrcnn.data.imgaug_compat")
     iaa = compat.import_imgaug().augmenters
     ds = shapes(8, seed=5)
     aug = iaa.Sequential([iaa.Fliplr(0.5), iaa.Affine(rotate=(-20, 20))])

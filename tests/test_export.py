@@ -1,4 +1,4 @@
-"""SavedModel export (mrcnn.export): the graph's resize and mask pasting against the NumPy
+"""SavedModel export (mrcnn.io.export): the graph's resize and mask pasting against the NumPy
 references, the CLI's SavedModel against ``MaskRCNN.detect``, zero detections, atomic writes.
 
 The tests that really export a model are marked slow (one CLI export in a subprocess, one in
@@ -12,12 +12,13 @@ import sys
 import numpy as np
 import pytest
 
-from mrcnn import runs, utils
+from mrcnn import utils
+from mrcnn.io import runs
 from tests.helpers import random_image, tiny_config, tiny_model
 
 tf = pytest.importorskip("tensorflow")
 
-from mrcnn import export  # noqa: E402  (after the TensorFlow check)
+from mrcnn.io import export  # noqa: E402  (after the TensorFlow check)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASS_NAMES = ["BG", "cat", "dog"]
@@ -84,7 +85,7 @@ def exported(tmp_path_factory):
     runs.write_state(str(run), {"class_names": CLASS_NAMES})
     out = tmp / "saved"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-m", "mrcnn.export", str(run), str(out)], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "mrcnn.io.export", str(run), str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Exported" in proc.stdout

@@ -3,9 +3,9 @@ import keras
 import numpy as np
 import pytest
 
-from mrcnn.anchors import get_anchors
-from mrcnn.network import build_feature_model
-from mrcnn.rpn import apply_rpn, build_rpn_model
+from mrcnn.structures.anchors import get_anchors
+from mrcnn.modeling.network import build_feature_model
+from mrcnn.modeling.rpn import apply_rpn, build_rpn_model
 from tests.helpers import RPN_LAYOUT, fpn_layout, tiny_config
 
 

@@ -3,9 +3,9 @@ import keras
 import numpy as np
 import pytest
 
-from mrcnn.backbone import BatchNorm
-from mrcnn.heads import WholeInputConv2D, build_box_head, build_mask_head
-from mrcnn.network import at_least_one_row
+from mrcnn.modeling.backbone import BatchNorm
+from mrcnn.modeling.heads import WholeInputConv2D, build_box_head, build_mask_head
+from mrcnn.modeling.network import at_least_one_row
 from tests.helpers import heads_layout
 
 
@@ -47,7 +47,7 @@ def test_output_shapes_and_ranges():
     masks = mask_head(np.zeros((2, 14, 14, 16), np.float32)).numpy()
     assert masks.shape == (2, 28, 28, 5) and masks.min() >= 0 and masks.max() <= 1
     # Any number of ROIs, including none: the network pads an empty set to one row, since
-    # oneDNN's BatchNorm rejects an empty batch (mrcnn.network.at_least_one_row).
+    # oneDNN's BatchNorm rejects an empty batch (mrcnn.modeling.network.at_least_one_row).
     assert at_least_one_row(mask_head, np.zeros((0, 14, 14, 16), np.float32)).shape == (0, 28, 28, 5)
     assert at_least_one_row(lambda x: box_head(x)[2], np.zeros((0, 7, 7, 16), np.float32)).shape == (0, 5, 4)
     x = np.random.default_rng(1).normal(0, 1, (2, 14, 14, 16)).astype(np.float32)

@@ -1,11 +1,11 @@
-"""Tests for mrcnn.imgaug_compat: imgaug 0.4.0 on NumPy 2, matterport's mask handling."""
+"""Tests for mrcnn.data.imgaug_compat: imgaug 0.4.0 on NumPy 2, matterport's mask handling."""
 import warnings
 
 import numpy as np
 import pytest
 
-from mrcnn import imgaug_compat
-from mrcnn.imgaug_compat import apply_imgaug, apply_numpy_shim, import_imgaug
+from mrcnn.data import imgaug_compat
+from mrcnn.data.imgaug_compat import apply_imgaug, apply_numpy_shim, import_imgaug
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="imageio")
 

@@ -3,7 +3,7 @@ extract_bboxes (any() over an [N, H, W] copy) against a per-instance np.where re
 resize_mask's padding against np.pad, for C-order masks and [H, W, N] views of [N, H, W] buffers."""
 import numpy as np
 
-from mrcnn.masks import resize_mask
+from mrcnn.structures.masks import resize_mask
 from mrcnn.utils import extract_bboxes
 
 

@@ -1,4 +1,4 @@
-"""Tests for mrcnn.inputs: per-image training samples and the up-front data validation.
+"""Tests for mrcnn.data.inputs: per-image training samples and the up-front data validation.
 
 NumPy only (no model): references are built with mrcnn.utils on the same masks.
 """
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mrcnn import utils
-from mrcnn.anchors import get_anchors
-from mrcnn.inputs import check_image, load_image_gt, prepare_sample, validate_dataset
+from mrcnn.structures.anchors import get_anchors
+from mrcnn.data.inputs import check_image, load_image_gt, prepare_sample, validate_dataset
 from tests.train_helpers import FaultyShapes, ManyInstances, faulty_shapes, shapes, train_config
 
 
@@ -145,8 +145,8 @@ def test_callable_augmentation_changes_image_and_masks_together(config):
 
 
 def test_imgaug_pipeline_runs_through_the_numpy2_shim(config):
-    pytest.importorskip("mrcnn.imgaug_compat")
-    from mrcnn.imgaug_compat import import_imgaug
+    pytest.importorskip("mrcnn.data.imgaug_compat")
+    from mrcnn.data.imgaug_compat import import_imgaug
 
     iaa = import_imgaug().augmenters
     ds = shapes(3, seed=7)
@@ -226,7 +226,7 @@ def test_check_image_accepts_crowd_instances():
 def test_validate_dataset_skips_and_reports_without_crashing(caplog):
     faults = {0: "empty_mask", 1: "size", 2: "class", 3: "raise"}
     ds = faulty_shapes(10, faults, seed=3)
-    with caplog.at_level(logging.WARNING, logger="mrcnn.inputs"):
+    with caplog.at_level(logging.WARNING, logger="mrcnn.data.inputs"):
         good, bad = validate_dataset(ds)
     assert good == list(range(4, 10))
     assert sorted(bad) == [0, 1, 2, 3]

@@ -1,4 +1,4 @@
-"""mrcnn.interrupt: the first Ctrl-C waits for the next safe point, the second stops at once."""
+"""mrcnn.engine.interrupt: the first Ctrl-C waits for the next safe point, the second stops at once."""
 import os
 import signal
 import subprocess
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from mrcnn import interrupt
+from mrcnn.engine import interrupt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,7 +60,7 @@ def test_a_real_ctrl_c_from_outside_stops_at_the_check(tmp_path):
     """A separate process gets SIGINT mid-'write'; the write completes, then the loop stops."""
     script = textwrap.dedent("""
         import sys, time
-        from mrcnn import interrupt
+        from mrcnn.engine import interrupt
         with interrupt.deferred_sigint():
             print("ready", flush=True)
             try:

@@ -8,9 +8,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _imports(folder):
-    for name in sorted(os.listdir(os.path.join(REPO, folder))):
-        if name.endswith(".py"):
-            path = os.path.join(REPO, folder, name)
+    """Every import in ``folder`` and its sub-packages: (path, [module names], relative level)."""
+    for base, _, names in sorted(os.walk(os.path.join(REPO, folder))):
+        for name in sorted(n for n in names if n.endswith(".py")):
+            path = os.path.join(base, name)
             tree = ast.parse(open(path, encoding="utf8").read())
             for node in ast.walk(tree):
                 if isinstance(node, ast.Import):

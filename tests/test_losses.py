@@ -1,10 +1,10 @@
-"""Tests for mrcnn.losses against NumPy references, edge cases and a pinned value."""
+"""Tests for mrcnn.engine.losses against NumPy references, edge cases and a pinned value."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn import losses
+from mrcnn.engine import losses
 
 
 def np_softmax_ce(labels, logits):

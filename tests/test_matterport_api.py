@@ -8,7 +8,7 @@ import pytest
 
 from mrcnn import utils, visualize
 from mrcnn import model as modellib
-from mrcnn.shapes import ShapesDataset
+from mrcnn.data.shapes import ShapesDataset
 from tests.helpers import random_image, tiny_config, tiny_model
 
 CONFIG = tiny_config(IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128)

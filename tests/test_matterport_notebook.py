@@ -26,7 +26,7 @@ from mrcnn import utils
 import mrcnn.model as modellib
 from mrcnn import visualize
 from mrcnn.model import log
-from mrcnn.shapes import ShapesDataset
+from mrcnn.data.shapes import ShapesDataset
 
 MODEL_DIR = sys.argv[1]
 

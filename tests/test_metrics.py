@@ -1,10 +1,10 @@
-"""mrcnn.metrics: hand-worked values and an independent plain-Python reference."""
+"""mrcnn.evaluation.metrics: hand-worked values and an independent plain-Python reference."""
 import warnings
 
 import numpy as np
 import pytest
 
-from mrcnn import metrics
+from mrcnn.evaluation import metrics
 
 
 def _rect_masks(h, w, boxes):

@@ -13,7 +13,7 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from mrcnn.model import MaskRCNN  # noqa: E402
-from mrcnn.shapes import ShapesDataset  # noqa: E402
+from mrcnn.data.shapes import ShapesDataset  # noqa: E402
 from tests.dist_worker import make_config  # noqa: E402
 
 MP = "mixed_float16"

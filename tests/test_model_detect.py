@@ -153,7 +153,7 @@ def test_pyramid_level_uses_the_molded_size_in_pad64(tmp_path, monkeypatch):
     IMAGE_SHAPE's: a 64x192 molded image in pad64 mode with IMAGE_MAX_DIM=128."""
     import tensorflow as tf
 
-    from mrcnn import roi_align
+    from mrcnn.modeling import roi_align
 
     m = tiny_model(tiny_config(IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=128),
                    model_dir=tmp_path)

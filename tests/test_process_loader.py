@@ -4,8 +4,8 @@ images that fail to load are replaced and reported in the parent's ``failures``.
 import numpy as np
 import pytest
 
-from mrcnn.augment import Augmenter
-from mrcnn.data_pipeline import InputPipeline
+from mrcnn.data.augment import Augmenter
+from mrcnn.data.data_pipeline import InputPipeline
 from tests.train_helpers import faulty_shapes, shapes, train_config
 
 

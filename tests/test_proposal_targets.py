@@ -1,10 +1,10 @@
-"""Tests for mrcnn.proposal_targets: hand-built images, NumPy references."""
+"""Tests for mrcnn.engine.proposal_targets: hand-built images, NumPy references."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from mrcnn.config import Config
-from mrcnn.proposal_targets import batch_detection_targets, detection_targets, target_sizes
+from mrcnn.engine.proposal_targets import batch_detection_targets, detection_targets, target_sizes
 
 STD = np.array([0.1, 0.1, 0.2, 0.2])
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from mrcnn import utils
-from mrcnn.proposals import ProposalLayer
+from mrcnn.modeling.proposals import ProposalLayer
 from tests.helpers import check_layer_config_roundtrip
 
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)

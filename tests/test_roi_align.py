@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from mrcnn import utils
-from mrcnn.roi_align import PyramidROIAlign, molded_shapes, roi_levels
+from mrcnn.modeling.roi_align import PyramidROIAlign, molded_shapes, roi_levels
 from tests.helpers import check_layer_config_roundtrip
 
 
@@ -181,11 +181,11 @@ def test_each_roi_uses_its_own_images_area():
 def test_training_graph_uses_the_molded_size(tmp_path, monkeypatch):
     """compute_losses gives ROIAlign the batch's molded area (64x64 images), not IMAGE_SHAPE's
     (128x128 in this pad64 config), for the box head and the mask head."""
-    from mrcnn import roi_align
-    from mrcnn.anchors import get_anchors
-    from mrcnn.data_pipeline import InputPipeline
+    from mrcnn.modeling import roi_align
+    from mrcnn.structures.anchors import get_anchors
+    from mrcnn.data.data_pipeline import InputPipeline
     from mrcnn.model import MaskRCNN
-    from mrcnn.train_graph import compute_losses
+    from mrcnn.engine.train_graph import compute_losses
     from tests.train_helpers import first_batch, shapes, train_config
 
     small = train_config()

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn.roi_align import PyramidROIAlign, roi_levels
-from mrcnn.roi_align_gather import EDGE_TOLERANCE, crop_and_resize, multilevel_crop_and_resize
+from mrcnn.modeling.roi_align import PyramidROIAlign, roi_levels
+from mrcnn.modeling.roi_align_gather import EDGE_TOLERANCE, crop_and_resize, multilevel_crop_and_resize
 from tests.helpers import check_layer_config_roundtrip
 
 SIZES = [(7, 7), (14, 14), (1, 1), (1, 4), (3, 5)]
@@ -84,7 +84,7 @@ def test_empty_boxes_and_integer_images():
 
 def reference(fmap, box, size):
     """float64 crop of fmap [H, W, C] with TensorFlow's sampling; samples within EDGE_TOLERANCE
-    of the edge read the edge pixel (see mrcnn.roi_align_gather)."""
+    of the edge read the edge pixel (see mrcnn.modeling.roi_align_gather)."""
     H, W, C = fmap.shape
     out = np.zeros(tuple(size) + (C,))
 

@@ -1,9 +1,9 @@
-"""Tests for mrcnn.rpn_targets (NumPy only): hand-built cases and a dense reference."""
+"""Tests for mrcnn.data.rpn_targets (NumPy only): hand-built cases and a dense reference."""
 import numpy as np
 import pytest
 
 from mrcnn.config import Config
-from mrcnn.rpn_targets import AnchorIndex, build_rpn_targets
+from mrcnn.data.rpn_targets import AnchorIndex, build_rpn_targets
 
 STD = np.array([0.1, 0.1, 0.2, 0.2])
 

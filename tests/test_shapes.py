@@ -1,9 +1,9 @@
-"""Tests for mrcnn.shapes: determinism, masks agree with pixels, occlusion, empties."""
+"""Tests for mrcnn.data.shapes: determinism, masks agree with pixels, occlusion, empties."""
 import numpy as np
 import pytest
 
 from mrcnn import utils
-from mrcnn.shapes import ShapesDataset, shape_pixels
+from mrcnn.data.shapes import ShapesDataset, shape_pixels
 
 
 def _make(count=12, size=(64, 80), **kw):
@@ -62,7 +62,7 @@ def test_occlusion_later_shape_wins():
 
 
 def test_hidden_shapes_dropped_from_spec():
-    from mrcnn.shapes import _drop_hidden
+    from mrcnn.data.shapes import _drop_hidden
     shapes = [("circle", (1, 1, 1), (20, 20, 5)), ("square", (2, 2, 2), (20, 20, 10))]
     assert _drop_hidden(shapes, 40, 40) == shapes[1:]
 

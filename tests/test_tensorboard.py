@@ -1,7 +1,7 @@
 """TensorBoard layout (issue 18, build 5): grouped tags, no -1 values, images cropped."""
 import numpy as np
 
-from mrcnn.runs import crop_to_content, summary_tag
+from mrcnn.io.runs import crop_to_content, summary_tag
 
 
 def test_tags_are_grouped_losses_and_lr_first():

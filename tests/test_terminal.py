@@ -2,11 +2,11 @@
 import os
 import types
 
-from mrcnn import runs
+from mrcnn.io import runs
 
 
 def test_epoch_line_has_losses_ap_lr_and_time():
-    from mrcnn.callbacks import epoch_line
+    from mrcnn.engine.callbacks import epoch_line
 
     row = {"epoch": 3, "loss": 0.8123, "val_loss": 0.9, "mrcnn_mask_loss": 0.21, "val_mrcnn_mask_loss": 0.25,
            "val_segm_AP": 0.5121, "val_bbox_AP": -1.0, "lr": 0.001, "time": 42.14}
@@ -19,7 +19,7 @@ def test_epoch_line_has_losses_ap_lr_and_time():
 
 
 def _logger(tmp_path, verbose):
-    from mrcnn.callbacks import RunLogger
+    from mrcnn.engine.callbacks import RunLogger
 
     model = types.SimpleNamespace(log_dir=str(tmp_path), _trainer=None)
     cb = RunLogger(model, {"epochs": 2}, verbose=verbose)

@@ -75,7 +75,7 @@ def state_of(run_dir):
 
 
 def results(run_dir):
-    from mrcnn import runs
+    from mrcnn.io import runs
     return runs.read_results(run_dir)
 
 

@@ -1,4 +1,4 @@
-"""Tests for MaskRCNN.train() (mrcnn.training, mrcnn.train_graph) on the 64 px test config.
+"""Tests for MaskRCNN.train() (mrcnn.engine.training, mrcnn.engine.train_graph) on the 64 px test config.
 
 One chained run (heads to epoch 1, then all to epoch 2) is shared by the tests that inspect
 checkpoints, freezing, logs, bad data and augmentation: every ``train()`` call traces a new
@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import mrcnn.augment
-from mrcnn.anchors import get_anchors
-from mrcnn.data_pipeline import InputPipeline
-from mrcnn.inputs import validate_dataset
+import mrcnn.data.augment
+from mrcnn.structures.anchors import get_anchors
+from mrcnn.data.data_pipeline import InputPipeline
+from mrcnn.data.inputs import validate_dataset
 from mrcnn.model import MaskRCNN
-from mrcnn.train_graph import LOSS_NAMES, compute_losses, total_loss
-from mrcnn.training import NonFiniteLossError, Trainer
+from mrcnn.engine.train_graph import LOSS_NAMES, compute_losses, total_loss
+from mrcnn.engine.training import NonFiniteLossError, Trainer
 from tests.train_helpers import faulty_shapes, first_batch, shapes, train_config
 
 def _anchors(config):
@@ -82,7 +82,7 @@ def test_loss_is_pinned_under_a_fixed_seed(tmp_path):
 FAULTS = {2: "empty_mask", 3: "size", 4: "class"}   # images with instances in shapes seed 5
 
 
-class CountingAugmenter(mrcnn.augment.Augmenter):
+class CountingAugmenter(mrcnn.data.augment.Augmenter):
     """The real Augmenter, counting its calls (they run on tf.data threads)."""
     calls = 0
     lock = threading.Lock()
@@ -94,7 +94,7 @@ class CountingAugmenter(mrcnn.augment.Augmenter):
 
 
 def _imgaug_fliplr(counter):
-    compat = pytest.importorskip("mrcnn.imgaug_compat")
+    compat = pytest.importorskip("mrcnn.data.imgaug_compat")
     iaa = compat.import_imgaug().augmenters
 
     def count(images, random_state, parents, hooks):
@@ -131,7 +131,7 @@ def chained(tmp_path_factory):
     config.STEPS_PER_EPOCH = 1
     config.AUGMENT = True
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mrcnn.augment, "Augmenter", CountingAugmenter)
+        mp.setattr(mrcnn.data.augment, "Augmenter", CountingAugmenter)
         CountingAugmenter.calls = 0
         history = model.train(train_ds, val_ds, 0.01, 2, "all")
         out["augmenter_calls"] = CountingAugmenter.calls
@@ -181,7 +181,7 @@ def test_chained_loss_is_not_doubled_and_equals_a_fresh_computation(chained, tmp
     assert h[1]["loss"] < 1.5 * h[0]["loss"]
     train_ds = chained["train_ds"]
     good, _ = validate_dataset(train_ds)
-    pipe = InputPipeline(train_ds, config, good, mrcnn.augment.Augmenter(), seed=config.SEED)
+    pipe = InputPipeline(train_ds, config, good, mrcnn.data.augment.Augmenter(), seed=config.SEED)
     batch = first_batch(pipe, epoch=1, steps=1)
     fresh = MaskRCNN("training", config, str(tmp_path))
     fresh.load_weights(h[0]["checkpoint"], by_name=True)
@@ -242,11 +242,11 @@ def test_batch_of_only_empty_images_keeps_mask_head_finite(chained):
 @pytest.mark.slow
 def test_augmentation_is_applied(chained):
     assert chained["imgaug_calls"] >= 3 * 2        # 3 steps of 2 images through imgaug
-    assert chained["augmenter_calls"] >= 2         # config.AUGMENT=True used mrcnn.augment.Augmenter
+    assert chained["augmenter_calls"] >= 2         # config.AUGMENT=True used mrcnn.data.augment.Augmenter
 
 
 def summary_tag(key):
-    from mrcnn.runs import summary_tag as tag
+    from mrcnn.io.runs import summary_tag as tag
     return tag(key)
 
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn.anchors import get_anchors
+from mrcnn.structures.anchors import get_anchors
 from mrcnn.config import Config
-from mrcnn.data_pipeline import InputPipeline
+from mrcnn.data.data_pipeline import InputPipeline
 from mrcnn.model import MaskRCNN
-from mrcnn.train_graph import LOSS_NAMES, compute_losses, total_loss
-from mrcnn.training import Trainer, _make_optimizer
+from mrcnn.engine.train_graph import LOSS_NAMES, compute_losses, total_loss
+from mrcnn.engine.training import Trainer, _make_optimizer
 from tests.train_helpers import first_batch, shapes, train_config
 
 
@@ -76,7 +76,7 @@ def test_first_train_step_applies_matterports_loss_and_per_tensor_clipping(tmp_p
     being that of the five losses plus matterport's weight decay (checked in NumPy).
     Under op determinism, as ``train()`` runs with a SEED: the eager and traced gradients then
     differ by summation order only."""
-    from mrcnn.training import _op_determinism
+    from mrcnn.engine.training import _op_determinism
 
     with _op_determinism(True):
         _check_first_train_step(tmp_path)
@@ -122,7 +122,7 @@ _SEED_SCRIPT = """
 import json, sys, tempfile
 import keras, numpy as np
 from mrcnn.model import MaskRCNN
-from mrcnn.train_graph import LOSS_NAMES
+from mrcnn.engine.train_graph import LOSS_NAMES
 from tests.train_helpers import shapes, train_config
 
 out = []

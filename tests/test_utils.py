@@ -282,16 +282,16 @@ def test_mold_unmold_image_and_meta():
 
 
 def test_metrics_reexported():
-    import mrcnn.metrics
+    import mrcnn.evaluation.metrics
     for name in ("compute_overlaps_masks", "compute_matches", "compute_ap", "compute_ap_range",
                  "compute_recall", "trim_zeros"):
-        assert getattr(utils, name) is getattr(mrcnn.metrics, name)
+        assert getattr(utils, name) is getattr(mrcnn.evaluation.metrics, name)
 
 
 def test_no_tensorflow_import():
     import subprocess
     import sys
-    code = ("import mrcnn.utils, mrcnn.anchors, sys; "
+    code = ("import mrcnn.utils, mrcnn.structures.anchors, sys; "
             "assert not any(m.startswith(('tensorflow', 'keras')) for m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
 

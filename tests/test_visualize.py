@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from mrcnn import visualize
-from mrcnn.shapes import ShapesDataset
+from mrcnn.data.shapes import ShapesDataset
 
 
 @pytest.fixture(scope="module")

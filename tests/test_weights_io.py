@@ -13,10 +13,10 @@ import h5py
 import numpy as np
 import pytest
 
-from mrcnn import weights_io
+from mrcnn.io import weights_io
 from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
-from mrcnn.weights_io import HEAD_LAYERS, WeightsError
+from mrcnn.io.weights_io import HEAD_LAYERS, WeightsError
 from tests.helpers import coco_layout, random_image, tiny_config, tiny_model
 
 RANDOM_KERNELS = {"conv1", "rpn_model", "mrcnn_class_logits", "mrcnn_mask", "res5c_branch2c"}

@@ -80,7 +80,7 @@ def test_every_script_answers_help_from_another_folder(venv):
         proc = run(venv, os.path.join(venv["bin"], script), "--help")
         assert proc.returncode == 0, (script, proc.stderr)
         assert "usage:" in proc.stdout, script
-    proc = run(venv, venv["py"], "-c", "import mrcnn_keras3, mrcnn.fsio; print(mrcnn_keras3.IN_CHECKOUT, "
+    proc = run(venv, venv["py"], "-c", "import mrcnn_keras3, mrcnn.io.fsio; print(mrcnn_keras3.IN_CHECKOUT, "
                                        "mrcnn_keras3.config_dir())")
     in_checkout, configs = proc.stdout.split()
     assert in_checkout == "False" and configs.startswith(str(venv["root"] / "venv")), proc.stdout

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn.proposal_targets import detection_targets
-from mrcnn.proposals import ProposalLayer
-from mrcnn.static_targets import detection_targets_static
+from mrcnn.engine.proposal_targets import detection_targets
+from mrcnn.modeling.proposals import ProposalLayer
+from mrcnn.engine.static_targets import detection_targets_static
 from tests.test_proposals import random_inputs
 
 
@@ -70,13 +70,13 @@ def test_xla_compiled_training_step_equals_the_uncompiled_one(tmp_path):
     scores, which top_k orders differently with and without XLA."""
     import keras
 
-    from mrcnn.anchors import get_anchors
-    from mrcnn.data_pipeline import InputPipeline
+    from mrcnn.structures.anchors import get_anchors
+    from mrcnn.data.data_pipeline import InputPipeline
     from mrcnn.model import MaskRCNN
-    from mrcnn.shapes import ShapesDataset
-    from mrcnn.train_graph import total_loss
-    from mrcnn.train_graph_static import compute_losses_static
-    from mrcnn.training import Trainer
+    from mrcnn.data.shapes import ShapesDataset
+    from mrcnn.engine.train_graph import total_loss
+    from mrcnn.engine.train_graph_static import compute_losses_static
+    from mrcnn.engine.training import Trainer
     from tests.helpers import tiny_config
 
     config = tiny_config(IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, IMAGES_PER_GPU=2, XLA_COMPILE=True)

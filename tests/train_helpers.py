@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mrcnn.shapes import ShapesDataset
+from mrcnn.data.shapes import ShapesDataset
 from mrcnn.utils import Dataset
 from tests.helpers import TinyConfig
 

@@ -257,7 +257,7 @@ def bow_tie_polygon(tmp):
 @attack(15, "files are written with the umask's mode (0o644 / 0o600), not always 0o600")
 def umask_modes(tmp):
     from download.fsutil import atomic_write_bytes
-    from mrcnn import runs
+    from mrcnn.io import runs
     old = os.umask(0o022)
     try:
         for mask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):

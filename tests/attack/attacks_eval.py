@@ -1,4 +1,4 @@
-"""Attacks on evaluation (mrcnn.evaluation, evaluate.py)."""
+"""Attacks on evaluation (mrcnn.evaluation.coco, evaluate.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +21,7 @@ def _crowd(n, size=40):
 
 @attack(1, "300 GT instances in one image, pycocotools backend")
 def many_instances(tmp):
-    from mrcnn.evaluation import COCOEvaluator
+    from mrcnn.evaluation.coco import COCOEvaluator
     results = {}
     for backend in ("pycocotools", "faster"):
         ev = COCOEvaluator(["BG", "cat"], backend=backend)

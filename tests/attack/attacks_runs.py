@@ -1,4 +1,4 @@
-"""Attacks on run folders and resume (mrcnn.runs, train.py --resume, mrcnn.weights_io)."""
+"""Attacks on run folders and resume (mrcnn.io.runs, train.py --resume, mrcnn.io.weights_io)."""
 from __future__ import annotations
 
 import os
@@ -55,8 +55,9 @@ def _dense(units, inputs):
 def _full_disk_checks(folder, monkeypatch_probe, tmp):
     """Write a 4 MB checkpoint and copy one into ``folder`` (~2 MiB free): both must fail clearly,
     leave no temp file and keep the previous files; with room again, both must succeed."""
-    from mrcnn import fsio as fsutil
-    from mrcnn import runs, weights_io
+    from mrcnn.io import fsio as fsutil
+    from mrcnn.io import runs
+    from mrcnn.io import weights_io
     small = _dense(2, 2)
     prev = os.path.join(folder, "mask_rcnn_cat_0001.h5")
     weights_io.save_weights(small, prev)
@@ -89,7 +90,7 @@ def _expect_full(fn, folder):
 @attack(3, "full disk during a checkpoint and the last.h5 copy", timeout=60)
 def full_disk(tmp):
     import contextlib
-    from mrcnn import fsio as fsutil
+    from mrcnn.io import fsio as fsutil
     with tiny_filesystem(3072) as fs:
         if fs is None:  # not root: a free-space probe that reports 2 MB
             folder = os.path.join(tmp, "run")
@@ -125,7 +126,8 @@ def full_disk(tmp):
 
 @attack(13, "resume after a power loss truncated the newest checkpoint")
 def truncated_checkpoint(tmp):
-    from mrcnn import runs, weights_io
+    from mrcnn.io import runs
+    from mrcnn.io import weights_io
     run = os.path.join(tmp, "cat20260101T1200")
     os.makedirs(run)
     for e in (1, 2, 3):
@@ -167,7 +169,7 @@ def truncated_state(tmp):
 
 @attack(13, "state.json and checkpoints are fsynced before the rename")
 def fsync_before_rename(tmp):
-    from mrcnn import runs
+    from mrcnn.io import runs
     synced, real = [], os.fsync
     os.fsync = lambda fd: (synced.append(fd), real(fd))[1]
     try:
@@ -190,7 +192,7 @@ def classes_not_a_list(tmp):
 @attack(14, ".h5 whose layer_names lists a missing group")
 def missing_group(tmp):
     import h5py
-    from mrcnn import weights_io
+    from mrcnn.io import weights_io
     path = write_checkpoint(os.path.join(tmp, "edited.h5"))
     with h5py.File(path, "a") as f:
         del f["dense"]
@@ -210,7 +212,7 @@ def _train_main(argv):
 
 @attack(12, "--resume with --set and with a missing --config")
 def resume_with_config_changes(tmp):
-    from mrcnn import runs
+    from mrcnn.io import runs
     logs = os.path.join(tmp, "logs")
     run = runs.claim_run_dir(os.path.join(logs, "cat20260101T1200"))
     runs.write_state(run, {"version": 1, "classes": ["Cat"], "data": "data", "seed": 0, "epochs": 2,
