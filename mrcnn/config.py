@@ -16,11 +16,11 @@ import importlib
 import math
 import numbers
 import os
-import tempfile
 
 import numpy as np
 
-from mrcnn.io.toml_io import dumps_table
+from mrcnn.io.fsio import atomic_write_bytes
+from mrcnn.io.toml_io import TomlValueError, dumps_table
 
 DERIVED_KEYS = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
 BUILTIN_BACKBONES = ("resnet50", "resnet101", "small")
@@ -249,20 +249,14 @@ class Config:
                 % type(self).__name__)
         for key in DERIVED_KEYS:
             text += "# derived: %s = %s\n" % (key, _plain(key, getattr(self, key)))
-        text += dumps_table(self.to_dict())
-        if extra:
-            text += "\n[run]\n" + dumps_table(extra)
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".toml", dir=folder)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+            text += dumps_table(self.to_dict())
+            if extra:
+                text += "\n[run]\n" + dumps_table(extra)
+        except TomlValueError as e:
+            raise ConfigError(str(e)) from None
+        path = os.fspath(path)
+        atomic_write_bytes(path, text.encode("utf-8"))
         return path
 
     def _coerce(self, key, value):

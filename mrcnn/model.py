@@ -23,7 +23,7 @@ from mrcnn import utils
 from mrcnn.io import weights_io
 from mrcnn.structures.anchors import compute_backbone_shapes, get_anchors  # noqa: F401
 from mrcnn.modeling.compat_graph import MatterportNet, matterport_weight_names
-from mrcnn.engine.model_inspect import InspectMixin
+from mrcnn.engine.model_inspect import InspectMixin, log  # noqa: F401
 from mrcnn.modeling.network import MaskRCNNNet  # noqa: F401
 # matterport's NumPy data helpers and graph blocks, kept in their own modules.
 from mrcnn.data.matterport_data import (build_detection_targets, build_rpn_targets,  # noqa: F401
@@ -36,15 +36,6 @@ from mrcnn.utils import compose_image_meta, mold_image, parse_image_meta, unmold
 
 _logger = logging.getLogger(__name__)
 
-
-def log(text, array=None):
-    """matterport's notebook helper: print ``text``, and for an array its shape, min, max and dtype."""
-    if array is not None:
-        array = np.asarray(array)
-        stats = (f"min: {array.min():10.5f}  max: {array.max():10.5f}" if array.size
-                 else f"min: {'':10}  max: {'':10}")
-        text = f"{text:<25}shape: {str(array.shape):20}  {stats}  {array.dtype}"
-    print(text)
 
 LAYER_REGEX = {
     "heads": r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",

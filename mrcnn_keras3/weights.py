@@ -10,11 +10,11 @@ import os
 import re
 import sys
 
+from mrcnn.io.coco_weights import COCO_MODEL_URL, COCO_SIZE
+
 from .cli import Interrupted, UsageError
 
-COCO_URL = os.environ.get("MRCNN_COCO_URL",
-                          "https://github.com/matterport/Mask_RCNN/releases/download/v2.0/mask_rcnn_coco.h5")
-COCO_SIZE = 257557808  # bytes of the released mask_rcnn_coco.h5
+COCO_URL = os.environ.get("MRCNN_COCO_URL", COCO_MODEL_URL)
 KEYWORDS = ("coco", "imagenet", "last", "none")
 RUN_RE = r"\d{8}T\d{4}(-\d+)?"
 

@@ -38,3 +38,43 @@ def test_no_cli_imports_another_cli():
         for n in names:
             assert not n.endswith("_cli") or os.path.basename(path) == "__init__.py", (path, n)
             assert n.split(".")[0] not in ("train", "evaluate"), (path, n)
+
+
+def _module_graph(package="mrcnn"):
+    """{module: {mrcnn modules it imports, at the top or inside functions}}."""
+    graph = {}
+    for base, _, names in os.walk(os.path.join(REPO, package)):
+        for name in (n for n in names if n.endswith(".py")):
+            rel = os.path.relpath(os.path.join(base, name), REPO)[:-3]
+            mod = rel.replace(os.sep, ".").replace(".__init__", "")
+            deps = set()
+            for node in ast.walk(ast.parse(open(os.path.join(REPO, rel + ".py"), encoding="utf8").read())):
+                if isinstance(node, ast.ImportFrom):
+                    target = node.module or ""
+                    if node.level:
+                        target = ".".join(mod.split(".")[:-node.level] + ([target] if target else []))
+                    deps |= {target} | {target + "." + a.name for a in node.names}
+                elif isinstance(node, ast.Import):
+                    deps |= {a.name for a in node.names}
+            graph[mod] = deps
+    return {m: {d for d in deps if d in graph and d != m and not m.startswith(d + ".")}
+            for m, deps in graph.items()}
+
+
+def test_no_import_loops_in_the_model_package():
+    graph, state, loops = _module_graph(), {}, []
+
+    def visit(mod, path):
+        state[mod] = "open"
+        for dep in sorted(graph[mod]):
+            if state.get(dep) == "open":
+                loops.append(path[path.index(dep):] + [dep])
+            elif dep not in state:
+                visit(dep, path + [dep])
+        state[mod] = "done"
+
+    for mod in sorted(graph):
+        if mod not in state:
+            visit(mod, [mod])
+    assert len(graph) > 50 and "mrcnn.structures.boxes" in graph["mrcnn.utils"]
+    assert loops == [], loops

@@ -11,8 +11,17 @@ from collections import OrderedDict
 import numpy as np
 
 
+def log(text, array=None):
+    """matterport's notebook helper: print ``text``, and for an array its shape, min, max and dtype."""
+    if array is not None:
+        array = np.asarray(array)
+        stats = (f"min: {array.min():10.5f}  max: {array.max():10.5f}" if array.size
+                 else f"min: {'':10}  max: {'':10}")
+        text = f"{text:<25}shape: {str(array.shape):20}  {stats}  {array.dtype}"
+    print(text)
+
+
 def _log(name, array):
-    from mrcnn.model import log
     log(name, array)
 
 

@@ -103,13 +103,13 @@ def _overlay(image, gt, pred, dataset, out_dir, key, display_threshold=None):
     """Ground truth beside the predictions scoring at least ``display_threshold``, with a legend."""
     from matplotlib.patches import Patch
 
-    from mrcnn import visualize
+    from mrcnn.viz import display as visualize
 
     os.makedirs(out_dir, exist_ok=True)
     # Image ids come from annotation files (VOC <image_id>, CVAT names): keep them file-name safe.
     path = os.path.join(out_dir, re.sub(r"[^\w.-]+", "_", str(key)).lstrip(".") + ".png")
     keep = np.asarray(pred["scores"]) >= (display_threshold or 0)
-    fig, axes = visualize._pyplot().subplots(1, 2, figsize=(16, 8.8))
+    fig, axes = visualize.pyplot().subplots(1, 2, figsize=(16, 8.8))
     gt_match, pred_match, _ = visualize.display_differences(
         image, gt["boxes"], gt["class_ids"], gt["masks"], pred["rois"][keep], pred["class_ids"][keep],
         pred["scores"][keep], pred["masks"][..., keep], list(dataset.class_names), title=str(key), ax=axes)
@@ -122,7 +122,7 @@ def _overlay(image, gt, pred, dataset, out_dir, key, display_threshold=None):
                title=f"predictions scoring >= {display_threshold or 0:g}; caption: class score / mask IoU "
                      f"with the nearest ground truth")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    visualize._finish(fig, path, False)
+    visualize.finish_figure(fig, path, False)
     return path
 
 

@@ -17,6 +17,10 @@ _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n",
             "\f": "\\f", "\r": "\\r"}
 
 
+class TomlValueError(ValueError):
+    """A value has no TOML form; the message names it and what to use instead."""
+
+
 def _toml_string(s):
     return '"%s"' % "".join(
         _ESCAPES.get(ch) or ("\\u%04x" % ord(ch) if ord(ch) < 0x20 or ord(ch) == 0x7f else ch)
@@ -40,9 +44,7 @@ def _toml_value(v):
     if isinstance(v, dict):
         return "{%s}" % ", ".join("%s = %s" % (_toml_key(k), _toml_value(x))
                                   for k, x in v.items())
-    # Imported here: mrcnn.config imports this module at load time.
-    from mrcnn.config import ConfigError
-    raise ConfigError("Value %r cannot be written to TOML; use numbers, strings, booleans, "
+    raise TomlValueError("Value %r cannot be written to TOML; use numbers, strings, booleans, "
                       "lists or dicts" % (v,))
 
 

@@ -1,6 +1,6 @@
 """Anchor generation with matterport's conventions (NumPy only).
 
-Box format: (y1, x1, y2, x2) in pixels (or normalised by ``utils.norm_boxes``).
+Box format: (y1, x1, y2, x2) in pixels (or normalised by ``boxes.norm_boxes``).
 One scale per pyramid level P2..P6; heights = scale / sqrt(ratio), widths =
 scale * sqrt(ratio); centres at arange(0, feature_size, anchor_stride) *
 feature_stride with no half-stride offset. Order: level, then row-major
@@ -12,6 +12,8 @@ import math
 import threading
 
 import numpy as np
+
+from mrcnn.structures.boxes import norm_boxes
 
 
 def generate_anchors(scales, ratios, shape, feature_stride, anchor_stride):
@@ -69,10 +71,9 @@ def get_anchors(config, image_shape, normalized=True):
     """Anchors of an image of ``image_shape`` (H, W[, C]) under ``config``.
 
     Returns a read-only float32 [A, (y1, x1, y2, x2)], normalised with
-    ``utils.norm_boxes`` when ``normalized`` (pixels otherwise). Results are
+    ``boxes.norm_boxes`` when ``normalized`` (pixels otherwise). Results are
     cached by (anchor settings, backbone shapes, image size).
     """
-    from mrcnn.utils import norm_boxes  # utils imports this module
     shapes = compute_backbone_shapes(config, image_shape)
     key = (tuple(np.ravel(config.RPN_ANCHOR_SCALES).tolist()),
            tuple(np.ravel(config.RPN_ANCHOR_RATIOS).tolist()),

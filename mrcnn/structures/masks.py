@@ -8,12 +8,12 @@ NumPy only: this module never imports TensorFlow or Keras.
 """
 import numpy as np
 
+from mrcnn.structures.boxes import extract_bboxes
+from mrcnn.structures.image import resize
+
 
 def _resize(image, output_shape, **kwargs):
-    """``mrcnn.utils.resize`` (skimage with matterport's defaults), looked up
-    at call time: mrcnn.utils imports this module, so a top-level import
-    would be circular."""
-    from mrcnn.utils import resize
+    """``mrcnn.structures.image.resize`` (skimage with matterport's defaults)."""
     return resize(image, output_shape, **kwargs)
 
 
@@ -76,7 +76,6 @@ def mold_mask(mask, bbox, mask_shape=(28, 28)):
     ``config.MASK_SHAPE``, giving float32 [h, w, N].
     """
     if hasattr(bbox, "MASK_SHAPE"):
-        from mrcnn.utils import extract_bboxes
         mask = np.asarray(mask)
         mask = mask[..., None] if mask.ndim == 2 else mask
         boxes = extract_bboxes(mask)

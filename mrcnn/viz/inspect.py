@@ -6,17 +6,14 @@ import itertools
 
 import numpy as np
 
-
-def _pyplot():
-    from mrcnn.visualize import _pyplot as pyplot
-    return pyplot()
+from mrcnn.viz.display import apply_mask, pyplot
 
 
 def plot_overlaps(gt_class_ids, pred_class_ids, pred_scores, overlaps, class_names, threshold=0.5):
     """Grid of IoU ``overlaps`` [n_pred, n_gt] (from ``compute_ap``): rows are predictions
     "name (score)", columns ground truths; cells over ``threshold`` say "match" (same class)
     or "wrong". Zero class ids (padding) are dropped. Returns the axes."""
-    plt = _pyplot()
+    plt = pyplot()
     gt_class_ids = np.asarray(gt_class_ids)
     pred_class_ids = np.asarray(pred_class_ids)
     gt_class_ids = gt_class_ids[gt_class_ids != 0]
@@ -48,8 +45,7 @@ def draw_rois(image, rois, refined_rois, mask, class_ids, class_names, limit=10)
     from matplotlib import lines, patches
 
     from mrcnn.structures.masks import unmold_mask
-    from mrcnn.visualize import apply_mask
-    plt = _pyplot()
+    plt = pyplot()
     rois, class_ids = np.asarray(rois), np.asarray(class_ids)
     masked = np.array(image, dtype=np.float64)
     ids = np.arange(rois.shape[0])
