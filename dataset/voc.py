@@ -54,7 +54,7 @@ def _flag(value) -> str:
 
 
 def write_voc(record: ImageRecord, xml_path: str, split_dir: str) -> None:
-    """Write ``record`` as our VOC XML at ``xml_path``, atomically (temp file + os.replace).
+    """Write ``record`` as our VOC XML at ``xml_path``, atomically (through ``mrcnn.io.fsio``).
 
     ``record.path`` and every ``MaskPNG.path`` are absolute and must lie inside ``split_dir``; they
     are written relative to it ("images/x.jpg", "masks/x.png"). ``record.extra`` (url, split, ...)
