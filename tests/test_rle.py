@@ -5,6 +5,9 @@ from pycocotools import mask as mask_util
 
 from mrcnn.evaluation.rle import encode_masks, mask_areas
 
+# pycocotools' decode passes copy=False to NumPy 2's __array__ protocol; harmless here.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 
 def _reference(masks):
     """pycocotools' encoding of bool [H, W, N] masks (the format COCOeval reads)."""
