@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from decimal import Decimal, InvalidOperation, localcontext
 
+from mrcnn.io import fsio
+
 
 class AnnotationError(ValueError):
     """An annotation file that cannot be used. The message names the file, the problem and the fix."""
@@ -141,5 +143,4 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (mrcnn.io.fsio's implementation); no fsync, so safe
     against a killed process but not a power loss: an fsync per small file made bulk writes
     several times slower."""
-    from mrcnn.io.fsio import atomic_write_bytes as write
-    write(path, data, durable=False)
+    fsio.atomic_write_bytes(path, data, durable=False)

@@ -48,27 +48,15 @@ def convert_dir(in_dir: str, out_dir: str, format: str | None = None, coco: bool
 
     Returns {"images", "instances", "box_fallbacks", "problems": [Problem], "output": path}.
     """
-    from .formats import find_annotation_files, read_file
     from ._xml import AnnotationError
     os.makedirs(out_dir, exist_ok=True)
-    records, problems = [], []
-    for path in find_annotation_files(in_dir):
-        if os.path.abspath(path).startswith(os.path.abspath(out_dir) + os.sep):
-            continue
-        try:
-            records.extend(read_file(path, format=format, root=in_dir))
-        except AnnotationError as e:
-            problems.append(error_problem(e))
-    from .loader import merge_records
-    records = merge_records(records)   # one image listed by two class folders -> one entry
+    records, problems = _read_records(in_dir, out_dir, format)
     if progress:
         from tqdm import tqdm
-        records_iter = tqdm(records, desc="convert", unit="img")
-    else:
-        records_iter = records
+        records = tqdm(records, desc="convert", unit="img")
     rows, coco_images, coco_anns, categories = [], [], [], {}
     n_inst = n_box = 0
-    for rec in records_iter:
+    for rec in records:
         bad = [p for p in validate_record(rec, check_files=False) if p.severity == "error"]
         if bad:  # e.g. inverted boxes (negative sizes), infinite coordinates, a huge <size>
             problems += bad
@@ -95,25 +83,54 @@ def convert_dir(in_dir: str, out_dir: str, format: str | None = None, coco: bool
                 atomic_write_bytes(os.path.join(out_dir, png), _png_bytes(m))
                 rows.append([rec.image_id, k, name, source, png, *obj.box, rel_image])
     if coco:
-        names = sorted(categories, key=lambda s: (s.lower(), s))
-        cat_ids = {n: i + 1 for i, n in enumerate(names)}
-        for a in coco_anns:
-            a["category_id"] = cat_ids[a.pop("category_name")]
-        doc = {"info": {"description": "converted by python -m dataset convert from %s" % in_dir},
-               "images": coco_images, "annotations": coco_anns,
-               "categories": [{"id": cat_ids[n], "name": n, "supercategory": ""} for n in names]}
-        output = os.path.join(out_dir, "annotations.json")
-        # allow_nan=False: Infinity/NaN are not JSON; validation above keeps them out.
-        atomic_write_bytes(output, json.dumps(doc, allow_nan=False).encode("utf-8"))
+        output = _write_coco(out_dir, in_dir, coco_images, coco_anns, categories)
     else:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["image_id", "index", "class", "source", "png", "y1", "x1", "y2", "x2", "image"])
-        w.writerows(rows)
-        output = os.path.join(out_dir, "instances.csv")
-        atomic_write_bytes(output, buf.getvalue().encode("utf-8"))
+        output = _write_instances_csv(out_dir, rows)
     return {"images": len(coco_images), "instances": n_inst, "box_fallbacks": n_box,
             "problems": problems, "output": output}
+
+
+def _read_records(in_dir: str, out_dir: str, format: str | None) -> tuple[list, list]:
+    """(records, problems) of every annotation file under ``in_dir``, merged per image; files
+    inside ``out_dir`` are skipped (a previous conversion is not an input)."""
+    from ._xml import AnnotationError
+    from .formats import find_annotation_files, read_file
+    from .loader import merge_records
+    records, problems = [], []
+    for path in find_annotation_files(in_dir):
+        if os.path.abspath(path).startswith(os.path.abspath(out_dir) + os.sep):
+            continue
+        try:
+            records.extend(read_file(path, format=format, root=in_dir))
+        except AnnotationError as e:
+            problems.append(error_problem(e))
+    return merge_records(records), problems   # one image listed by two class folders -> one entry
+
+
+def _write_coco(out_dir: str, in_dir: str, images: list, anns: list, categories: dict) -> str:
+    """Write ``annotations.json``: category ids 1..K over the sorted names; returns its path."""
+    names = sorted(categories, key=lambda s: (s.lower(), s))
+    cat_ids = {n: i + 1 for i, n in enumerate(names)}
+    for a in anns:
+        a["category_id"] = cat_ids[a.pop("category_name")]
+    doc = {"info": {"description": "converted by python -m dataset convert from %s" % in_dir},
+           "images": images, "annotations": anns,
+           "categories": [{"id": cat_ids[n], "name": n, "supercategory": ""} for n in names]}
+    output = os.path.join(out_dir, "annotations.json")
+    # allow_nan=False: Infinity/NaN are not JSON; validation keeps them out.
+    atomic_write_bytes(output, json.dumps(doc, allow_nan=False).encode("utf-8"))
+    return output
+
+
+def _write_instances_csv(out_dir: str, rows: list) -> str:
+    """Write ``instances.csv`` (one row per instance PNG); returns its path."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image_id", "index", "class", "source", "png", "y1", "x1", "y2", "x2", "image"])
+    w.writerows(rows)
+    output = os.path.join(out_dir, "instances.csv")
+    atomic_write_bytes(output, buf.getvalue().encode("utf-8"))
+    return output
 
 
 def _os_problem(rec, err):

@@ -90,7 +90,6 @@ def read_subset(root: str, subset: str, class_names=None, split_ratios=None, sal
     ``all_class_names`` are the class names seen in the whole dataset (manifests for the downloader
     layout), so train and validation datasets get the same class ids. ``subset`` "all" reads every split.
     """
-    from .formats import find_annotation_files, read_dir, read_file
     if not os.path.isdir(root):
         raise FileNotFoundError("dataset folder %s does not exist; download data first or fix the "
                                 "path" % root)
@@ -98,52 +97,78 @@ def read_subset(root: str, subset: str, class_names=None, split_ratios=None, sal
     if isinstance(class_names, str):
         class_names = [class_names]
     wanted = {_norm(c) for c in class_names} if class_names else None
-    records, errors, names = [], [], []
     cdirs = class_dirs(root)
     if cdirs:
         layout = "downloader"
-        for cdir in cdirs:
-            cname = manifest_class(cdir)
-            if wanted is not None and _norm(cname) not in wanted \
-                    and _norm(os.path.basename(cdir)) not in wanted:
-                continue
-            names.append(cname)
-            for split in subsets:
-                split_dir = os.path.join(cdir, split)
-                ann_dir = os.path.join(split_dir, "annotations")
-                if not os.path.isdir(ann_dir):
-                    continue
-                for path in find_annotation_files(ann_dir):
-                    try:
-                        recs = read_file(path, format=format, root=split_dir, split_dir=split_dir)
-                    except AnnotationError as e:
-                        errors.append(e)
-                        continue
-                    for r in recs:
-                        r.extra.setdefault("split", split)
-                    records.extend(recs)
-        names.extend(o.class_name for r in records for o in r.objects)
+        records, errors, names = _read_downloader(cdirs, subsets, wanted, format)
     elif split_dirs(root):
         layout = "splits"
-        sdirs = split_dirs(root)
-        for split, sdir in sdirs.items():
-            recs, errs = read_dir(sdir, format=format)
-            if split in subsets:
+        records, errors, names = _read_split_dirs(split_dirs(root), subsets, format)
+    else:
+        layout = "hash"
+        records, errors, names = _read_hashed(root, subsets, split_ratios, salt, format)
+    return merge_records(records), errors, layout, names
+
+
+def _read_downloader(cdirs, subsets, wanted, format):
+    """(records, errors, names) of the downloader layout ``<class>/<split>/annotations/``: the
+    class folders whose manifest class or folder name is in ``wanted`` (None: all); ``names`` are
+    those manifest classes, then every object's class."""
+    from .formats import find_annotation_files, read_file
+    records, errors, names = [], [], []
+    for cdir in cdirs:
+        cname = manifest_class(cdir)
+        if wanted is not None and _norm(cname) not in wanted \
+                and _norm(os.path.basename(cdir)) not in wanted:
+            continue
+        names.append(cname)
+        for split in subsets:
+            split_dir = os.path.join(cdir, split)
+            ann_dir = os.path.join(split_dir, "annotations")
+            if not os.path.isdir(ann_dir):
+                continue
+            for path in find_annotation_files(ann_dir):
+                try:
+                    recs = read_file(path, format=format, root=split_dir, split_dir=split_dir)
+                except AnnotationError as e:
+                    errors.append(e)
+                    continue
                 for r in recs:
                     r.extra.setdefault("split", split)
                 records.extend(recs)
-                errors.extend(errs)
-            names.extend(o.class_name for r in recs for o in r.objects)
-    else:
-        layout = "hash"
-        recs, errors = read_dir(root, format=format)
+    names.extend(o.class_name for r in records for o in r.objects)
+    return records, errors, names
+
+
+def _read_split_dirs(sdirs: dict, subsets, format):
+    """(records, errors, names) of a ``train/``, ``validation/``, ... layout: records and errors
+    of the wanted subsets, class names of every split (so ids match across subsets)."""
+    from .formats import read_dir
+    records, errors, names = [], [], []
+    for split, sdir in sdirs.items():
+        recs, errs = read_dir(sdir, format=format)
+        if split in subsets:
+            for r in recs:
+                r.extra.setdefault("split", split)
+            records.extend(recs)
+            errors.extend(errs)
         names.extend(o.class_name for r in recs for o in r.objects)
-        for r in recs:
-            split = assign_split(r.image_id, split_ratios, salt)
-            if split in subsets:
-                r.extra["split"] = split
-                records.append(r)
-    return merge_records(records), errors, layout, names
+    return records, errors, names
+
+
+def _read_hashed(root: str, subsets, split_ratios, salt: str, format):
+    """(records, errors, names) of a flat folder split by ``assign_split``'s stable hash of the
+    image id; errors and names cover the whole folder."""
+    from .formats import read_dir
+    recs, errors = read_dir(root, format=format)
+    names = [o.class_name for r in recs for o in r.objects]
+    records = []
+    for r in recs:
+        split = assign_split(r.image_id, split_ratios, salt)
+        if split in subsets:
+            r.extra["split"] = split
+            records.append(r)
+    return records, errors, names
 
 
 def resolve_classes(class_names, seen_names) -> list[str]:

@@ -72,11 +72,7 @@ class OpenImagesDataset(Dataset):
         classes = resolve_classes(class_names, seen)
         if class_names and not records and not errors:
             logger.warning("No images of %s in subset %s of %s", classes, subset, root)
-        # A second call (another root) keeps the ids given so far and numbers new classes after them.
-        for name in classes:
-            if name.lower() not in self._source_class:
-                self._source_class[name.lower()] = len(self._source_class) + 1
-                self.add_class(SOURCE, self._source_class[name.lower()], name)
+        self._register_classes(classes)
         filter_objects(records, classes)
         problems = [error_problem(e) for e in errors]
         skipped = len(errors)
@@ -94,17 +90,16 @@ class OpenImagesDataset(Dataset):
                            split=rec.extra.get("split"), record=rec)
         facts.save()
         self.problems.extend(problems)
-        errors_ = [p for p in problems if p.severity == "error"]
-        if errors_:
-            listing = "\n  ".join(str(p) for p in errors_[:20])
-            more = "" if len(errors_) <= 20 else "\n  ... and %d more" % (len(errors_) - 20)
-            if not skip_invalid:
-                raise ValueError("%d problems in %s (subset %s):\n  %s%s\nRun `python -m dataset check "
-                                 "%s` for the full report." % (len(errors_), root, subset, listing,
-                                                                more, root))
-            logger.warning("Skipped %d bad images/annotation files in %s (subset %s):\n  %s%s",
-                           skipped, root, subset, listing, more)
+        _report_errors(problems, skipped, root, subset, skip_invalid)
         return problems
+
+    def _register_classes(self, classes) -> None:
+        """Add ``classes`` not registered yet. A second call (another root) keeps the ids given
+        so far and numbers new classes after them."""
+        for name in classes:
+            if name.lower() not in self._source_class:
+                self._source_class[name.lower()] = len(self._source_class) + 1
+                self.add_class(SOURCE, self._source_class[name.lower()], name)
 
     def load_mask(self, image_id):
         """Instance masks at the JPEG's size: (bool [H, W, N], int32 [N] class ids).
@@ -151,6 +146,21 @@ def load_openimages(root, subset, class_names=None, split_ratios=None, salt="", 
     if prepare:
         ds.prepare()
     return ds
+
+
+def _report_errors(problems, skipped: int, root: str, subset: str, skip_invalid: bool) -> None:
+    """Warn about the skipped images (the first 20 error problems listed), or, with
+    ``skip_invalid`` False, raise ValueError listing them."""
+    errors = [p for p in problems if p.severity == "error"]
+    if not errors:
+        return
+    listing = "\n  ".join(str(p) for p in errors[:20])
+    more = "" if len(errors) <= 20 else "\n  ... and %d more" % (len(errors) - 20)
+    if not skip_invalid:
+        raise ValueError("%d problems in %s (subset %s):\n  %s%s\nRun `python -m dataset check "
+                         "%s` for the full report." % (len(errors), root, subset, listing, more, root))
+    logger.warning("Skipped %d bad images/annotation files in %s (subset %s):\n  %s%s",
+                   skipped, root, subset, listing, more)
 
 
 __all__ = ["OpenImagesDataset", "load_openimages"]

@@ -54,7 +54,7 @@ def _flag(value) -> str:
 
 
 def write_voc(record: ImageRecord, xml_path: str, split_dir: str) -> None:
-    """Write ``record`` as our VOC XML at ``xml_path``, atomically (temp file + os.replace).
+    """Write ``record`` as our VOC XML at ``xml_path``, atomically (through ``mrcnn.io.fsio``).
 
     ``record.path`` and every ``MaskPNG.path`` are absolute and must lie inside ``split_dir``; they
     are written relative to it ("images/x.jpg", "masks/x.png"). ``record.extra`` (url, split, ...)
@@ -241,13 +241,6 @@ def voc_from_element(root_el, xml_path: str, split_dir: str | None = None,
     image_path = find_image(filename, root, dirs, xml_path)
     src = root_el.find("source")
     image_id = text(src, "image_id") or os.path.splitext(os.path.basename(filename))[0]
-    extra = {}
-    if src is not None:
-        for child in src:
-            if isinstance(child.tag, str) and child.tag not in _SOURCE_SKIP:
-                value = text(src, child.tag)
-                if value is not None:
-                    extra[child.tag] = value
     size = root_el.find("size")
     width = _int_size(text(size, "width"), xml_path, "<size><width>")
     height = _int_size(text(size, "height"), xml_path, "<size><height>")
@@ -255,52 +248,76 @@ def voc_from_element(root_el, xml_path: str, split_dir: str | None = None,
         width, height = image_size(image_path)
     segobj = os.path.join(base, "SegmentationObject",
                           os.path.splitext(os.path.basename(xml_path))[0] + ".png")
-    has_segobj = os.path.isfile(segobj)
-
-    objects = []
-    for i, o in enumerate(root_el.findall("object")):
-        what = "object %d" % (i + 1)
-        name = text(o, "name")
-        if name is None:
-            raise AnnotationError(xml_path, "%s has no <name>; add the class name" % what)
-        mask = None
-        mask_text = text(o, "mask")
-        if mask_text is not None:
-            value = o.find("mask").get("value")
-            if value is not None and not (value.strip().isdigit() and int(value) <= 255):
-                raise AnnotationError(xml_path, "%s: <mask value=%r> must be a palette index 0-255; "
-                                      "fix it or drop the attribute for a binary mask" % (what, value))
-            mask = MaskPNG(path=resolve_inside(root, mask_text, xml_path, "mask", base=base),
-                           instance_value=int(value) if value is not None else None)
-        elif o.find("polygon") is not None:
-            mask = read_polygon(o.find("polygon"), xml_path, what)
-        elif has_segobj:
-            mask = MaskPNG(path=segobj, instance_value=i + 1)
-        bb = o.find("bndbox")
-        if bb is not None:
-            box = _read_box(bb, xml_path, convention, what)
-        elif isinstance(mask, Polygon):
-            box = polygon_box(mask.points)
-        else:
-            raise AnnotationError(xml_path, "%s (%s) has neither <bndbox> nor a polygon" % (what, name))
-        oextra = {}
-        for key in ("label_name", "box_id"):
-            if text(o, key) is not None:
-                oextra[key] = text(o, key)
-        for key in ("truncated", "difficult"):
-            if text(o, key) == "1":
-                oextra[key] = "1"
-        pose = text(o, "pose")
-        if pose not in (None, "Unspecified"):
-            oextra["pose"] = pose
-        for child in o:
-            if isinstance(child.tag, str) and child.tag not in _OBJECT_STD and len(child) == 0:
-                value = text(o, child.tag)
-                if value is not None:
-                    oextra[child.tag] = value
-        objects.append(ObjectRecord(class_name=name, box=box, mask=mask, extra=oextra))
+    if not os.path.isfile(segobj):
+        segobj = None
+    objects = [_read_object(o, i, xml_path, root, base, segobj, convention)
+               for i, o in enumerate(root_el.findall("object"))]
     return ImageRecord(image_id=image_id, path=image_path, width=width, height=height,
-                       objects=objects, annotation=xml_path, extra=extra)
+                       objects=objects, annotation=xml_path, extra=_source_extra(src))
+
+
+def _source_extra(src) -> dict:
+    """``<source>`` children other than the standard ones, as strings (None: no ``<source>``)."""
+    extra = {}
+    if src is not None:
+        for child in src:
+            if isinstance(child.tag, str) and child.tag not in _SOURCE_SKIP:
+                value = text(src, child.tag)
+                if value is not None:
+                    extra[child.tag] = value
+    return extra
+
+
+def _read_object(o, i: int, xml_path: str, root: str, base: str, segobj: str | None,
+                 convention: str | None) -> ObjectRecord:
+    """The ``i``-th (0-based) ``<object>`` element ``o``. Its mask: ``<mask>``, else a
+    ``<polygon>``, else palette index ``i + 1`` of the VOC ``segobj`` PNG (None: there is none).
+    Its box: ``<bndbox>`` by ``convention``, else the polygon's bounds."""
+    what = "object %d" % (i + 1)
+    name = text(o, "name")
+    if name is None:
+        raise AnnotationError(xml_path, "%s has no <name>; add the class name" % what)
+    mask = None
+    if text(o, "mask") is not None:
+        value = o.find("mask").get("value")
+        if value is not None and not (value.strip().isdigit() and int(value) <= 255):
+            raise AnnotationError(xml_path, "%s: <mask value=%r> must be a palette index 0-255; "
+                                  "fix it or drop the attribute for a binary mask" % (what, value))
+        mask = MaskPNG(path=resolve_inside(root, text(o, "mask"), xml_path, "mask", base=base),
+                       instance_value=int(value) if value is not None else None)
+    elif o.find("polygon") is not None:
+        mask = read_polygon(o.find("polygon"), xml_path, what)
+    elif segobj is not None:
+        mask = MaskPNG(path=segobj, instance_value=i + 1)
+    bb = o.find("bndbox")
+    if bb is not None:
+        box = _read_box(bb, xml_path, convention, what)
+    elif isinstance(mask, Polygon):
+        box = polygon_box(mask.points)
+    else:
+        raise AnnotationError(xml_path, "%s (%s) has neither <bndbox> nor a polygon" % (what, name))
+    return ObjectRecord(class_name=name, box=box, mask=mask, extra=_object_extra(o))
+
+
+def _object_extra(o) -> dict:
+    """An ``<object>``'s extra fields as strings: label_name, box_id, truncated/difficult when
+    "1", a pose other than "Unspecified", and any other leaf child not in the VOC standard set."""
+    oextra = {}
+    for key in ("label_name", "box_id"):
+        if text(o, key) is not None:
+            oextra[key] = text(o, key)
+    for key in ("truncated", "difficult"):
+        if text(o, key) == "1":
+            oextra[key] = "1"
+    pose = text(o, "pose")
+    if pose not in (None, "Unspecified"):
+        oextra["pose"] = pose
+    for child in o:
+        if isinstance(child.tag, str) and child.tag not in _OBJECT_STD and len(child) == 0:
+            value = text(o, child.tag)
+            if value is not None:
+                oextra[child.tag] = value
+    return oextra
 
 
 __all__ = ["write_voc", "read_voc", "voc_from_element", "voc_layout", "find_image", "read_polygon", "polygon_box"]

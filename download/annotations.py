@@ -103,82 +103,104 @@ class RowFilter:
 
 def stream_filter(net, url: str, mid: str, out, progress: bool = False, desc: str = "csv") -> int:
     """Stream ``url`` through a RowFilter into ``out``; resume cut bodies with Range. Returns rows kept."""
-    from .net import FetchError, Truncated, parse_content_range
+    from .net import FetchError
     from .progress import bar
     out.write((",".join(HEADER) + "\n").encode())
-    start_pos = out.tell()
-    filt = None
-    received = 0
-    total = None
-    etag = None
-    failures = 0
-    midline = 0   # reads that were complete by length yet ended mid-line
     pbar = bar(progress, desc=desc, unit="B", unit_scale=True, unit_divisor=1024)
-
-    def restart():
-        out.seek(start_pos)
-        out.truncate()
-        pbar.reset()
-        return RowFilter(mid, out, url)
+    stream = _CsvStream(net, url, mid, out, pbar)
+    failures = 0
     try:
         while True:
-            headers = {}
-            if received:
-                headers["Range"] = "bytes=%d-" % received
-                if etag:
-                    headers["If-Range"] = etag
             try:
-                if not received:
-                    filt = restart()
-                resp = net.open(url, "csv", headers=headers)
-                if received and resp.status_code != 206:   # cannot resume: the body starts over
-                    received = 0
-                    filt = restart()
-                if resp.status_code == 206:
-                    _, _, total = parse_content_range(resp.headers.get("Content-Range", ""), url)
-                elif resp.headers.get("Content-Length") is not None:
-                    total = int(resp.headers["Content-Length"])
-                etag = etag or resp.headers.get("ETag")
-                if total is not None:
-                    pbar.total = total
-
-                def sink(chunk):
-                    nonlocal received
-                    filt.feed(chunk)
-                    received += len(chunk)
-                    pbar.update(len(chunk))
-                net.read_body(resp, "csv", None, sink=sink)
-                if total is not None and received != total:
-                    raise Truncated("%s: got %d bytes of %d" % (url, received, total))
-                try:
-                    filt.finish()
-                except Truncated:
-                    received = 0   # complete by length yet cut mid-line: nothing to resume, start over
-                    midline += 1
-                    raise
-                return filt.kept
+                return stream.attempt()
             except FetchError as e:
                 if e.status == 416:   # resume offset no longer valid: start over
-                    received = 0
+                    stream.received = 0
                 elif e.status is not None and e.status < 500 and e.status not in (408, 429):
                     raise
                 err = e
             except net.transient as e:
                 err = e
             failures += 1
-            if failures > net.retries and midline == failures:
-                e = FetchError(url, "the file on the server ends mid-line in all %d complete reads (its "
-                               "length matches what the server announces, but the last line has no "
-                               "newline): it is cut short at the source, so rerunning will not help. "
-                               "Use another mirror (--base-url) or repair the file there" % failures)
-                e.resumable = False
-                raise e
             if failures > net.retries:
-                raise FetchError(url, "CSV could not be read completely after %d attempts (%d bytes "
-                                 "received; last error: %s)" % (failures, received, err))
+                raise _gave_up(url, failures, stream, err)
             net.sleep_before_retry(failures - 1)
     finally:
         pbar.close()
+
+
+def _gave_up(url: str, failures: int, stream, err):
+    """The FetchError after the last retry; not resumable when every read was complete by length
+    yet cut mid-line (the file itself is cut short at the source)."""
+    from .net import FetchError
+    if stream.midline == failures:
+        e = FetchError(url, "the file on the server ends mid-line in all %d complete reads (its "
+                       "length matches what the server announces, but the last line has no "
+                       "newline): it is cut short at the source, so rerunning will not help. "
+                       "Use another mirror (--base-url) or repair the file there" % failures)
+        e.resumable = False
+        return e
+    return FetchError(url, "CSV could not be read completely after %d attempts (%d bytes "
+                      "received; last error: %s)" % (failures, stream.received, err))
+
+
+class _CsvStream:
+    """The state of one CSV download across attempts: bytes received, the announced total, the
+    ETag a resume must match, and a RowFilter writing into ``out`` after its header."""
+
+    def __init__(self, net, url: str, mid: str, out, pbar):
+        self.net, self.url, self.mid, self.out, self.pbar = net, url, mid, out, pbar
+        self.start_pos = out.tell()
+        self.filt = None
+        self.received = 0
+        self.total = None
+        self.etag = None
+        self.midline = 0   # reads that were complete by length yet ended mid-line
+
+    def restart(self) -> None:
+        """Drop what was kept so far: the next bytes are the body's first."""
+        self.out.seek(self.start_pos)
+        self.out.truncate()
+        self.pbar.reset()
+        self.received = 0
+        self.filt = RowFilter(self.mid, self.out, self.url)
+
+    def attempt(self) -> int:
+        """One request, resumed from ``received`` (Range, If-Range) when it is not 0; returns the
+        rows kept, or raises FetchError / a transient error for the caller to retry."""
+        from .net import Truncated, parse_content_range
+        headers = {}
+        if self.received:
+            headers["Range"] = "bytes=%d-" % self.received
+            if self.etag:
+                headers["If-Range"] = self.etag
+        else:
+            self.restart()
+        resp = self.net.open(self.url, "csv", headers=headers)
+        if self.received and resp.status_code != 206:   # cannot resume: the body starts over
+            self.restart()
+        if resp.status_code == 206:
+            _, _, self.total = parse_content_range(resp.headers.get("Content-Range", ""), self.url)
+        elif resp.headers.get("Content-Length") is not None:
+            self.total = int(resp.headers["Content-Length"])
+        self.etag = self.etag or resp.headers.get("ETag")
+        if self.total is not None:
+            self.pbar.total = self.total
+        self.net.read_body(resp, "csv", None, sink=self._sink)
+        if self.total is not None and self.received != self.total:
+            raise Truncated("%s: got %d bytes of %d" % (self.url, self.received, self.total))
+        try:
+            self.filt.finish()
+        except Truncated:
+            self.received = 0   # complete by length yet cut mid-line: nothing to resume, start over
+            self.midline += 1
+            raise
+        return self.filt.kept
+
+    def _sink(self, chunk: bytes) -> None:
+        self.filt.feed(chunk)
+        self.received += len(chunk)
+        self.pbar.update(len(chunk))
 
 
 def cache_path(cache_dir: str, split: str, mid: str, base_url: str = "") -> str:

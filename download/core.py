@@ -96,10 +96,8 @@ def download_class(class_name: str, out: str = "data", splits=SPLITS, limit: int
     ``out`` holds this class from another source; FetchError when a CSV
     cannot be fetched. Per-image problems are reported in the manifest, not raised.
     """
-    from .annotations import class_rows
     from .classes import load_and_resolve
     from .net import Net
-    from .split import SplitJob, group_rows, select_images
 
     t0 = time.monotonic()
     base, imgs = resolve_urls(base_url, images_url)
@@ -115,35 +113,54 @@ def download_class(class_name: str, out: str = "data", splits=SPLITS, limit: int
         check_source(cdir, base, imgs)  # never mix, or relabel, data from two sources
         reports, run = {}, {"fetched": {}, "skipped": {}, "failures": {}, "zip_strategy": {}}
         for split in splits:
-            rows = class_rows(net, base, split, info.mid, cache, progress=progress, refresh=refresh)
-            by_image, rejected = group_rows(rows, split)
-            selected = select_images(by_image, limit, seed, split, info.mid)
-            job = SplitJob(net, info, split, os.path.join(cdir, split), cache, base, imgs, workers, progress,
-                           zip_mode=zip_mode)
-            r = job.run(by_image, selected)
-            reports[split] = job.report(by_image, selected, rejected)
-            run["fetched"][split] = dict(job.fetched)
-            run["skipped"][split] = r["skipped"]
-            run["failures"][split] = {"images": dict(sorted(job.image_errors.items())),
-                                      "masks": dict(sorted(job.mask_errors.items()))}
-            run["zip_strategy"][split] = dict(sorted(job.shard_strategy.items()))
+            reports[split] = _download_split(net, info, split, cdir, cache, base, imgs, run, limit=limit,
+                                             seed=seed, workers=workers, progress=progress,
+                                             zip_mode=zip_mode, refresh=refresh)
         stats = net.stats.as_dict()
         run.update(bytes_fetched=stats["bytes_total"], bytes_by_kind=stats["bytes"], requests=stats["requests"],
                    retries=stats["events"].get("retries", 0), seconds=round(time.monotonic() - t0, 3))
-        manifest = {
-            "class": info.name, "mid": info.mid, "class_dir": os.path.basename(cdir),
-            "splits": reports, "limit": limit, "seed": seed,
-            "sources": source_urls(base, imgs, splits),
-            "totals": {k: sum(reports[s][k] for s in splits) for k in ("images", "masks", "objects", "bytes")},
-            "last_run": run,   # run-specific (timings, bytes fetched): differs between runs by design
-        }
-        manifest["totals"]["failed"] = sum(len(reports[s]["failed"]) for s in splits)
+        manifest = _manifest(info, cdir, reports, run, limit, seed, source_urls(base, imgs, splits))
         atomic_write_json(os.path.join(cdir, "manifest.json"), manifest)
         if progress:
             print(summary(manifest), file=sys.stderr)
         return manifest
     finally:
         net.close()
+
+
+def _download_split(net, info, split: str, cdir: str, cache: str, base: str, imgs: str, run: dict, *,
+                    limit, seed, workers, progress, zip_mode, refresh) -> dict:
+    """Fetch one split of the class into ``{cdir}/{split}``; returns its manifest report and records
+    what was fetched, skipped and failed (and each shard's zip strategy) in ``run``."""
+    from .annotations import class_rows
+    from .split import SplitJob, group_rows, select_images
+    rows = class_rows(net, base, split, info.mid, cache, progress=progress, refresh=refresh)
+    by_image, rejected = group_rows(rows, split)
+    selected = select_images(by_image, limit, seed, split, info.mid)
+    job = SplitJob(net, info, split, os.path.join(cdir, split), cache, base, imgs, workers, progress,
+                   zip_mode=zip_mode)
+    r = job.run(by_image, selected)
+    report = job.report(by_image, selected, rejected)
+    run["fetched"][split] = dict(job.fetched)
+    run["skipped"][split] = r["skipped"]
+    run["failures"][split] = {"images": dict(sorted(job.image_errors.items())),
+                              "masks": dict(sorted(job.mask_errors.items()))}
+    run["zip_strategy"][split] = dict(sorted(job.shard_strategy.items()))
+    return report
+
+
+def _manifest(info, cdir: str, reports: dict, run: dict, limit, seed, sources: dict) -> dict:
+    """The class's manifest.json content: per-split reports, their totals and the run record."""
+    splits = list(reports)
+    manifest = {
+        "class": info.name, "mid": info.mid, "class_dir": os.path.basename(cdir),
+        "splits": reports, "limit": limit, "seed": seed,
+        "sources": sources,
+        "totals": {k: sum(reports[s][k] for s in splits) for k in ("images", "masks", "objects", "bytes")},
+        "last_run": run,   # run-specific (timings, bytes fetched): differs between runs by design
+    }
+    manifest["totals"]["failed"] = sum(len(reports[s]["failed"]) for s in splits)
+    return manifest
 
 
 def source_urls(base: str, imgs: str, splits) -> dict:

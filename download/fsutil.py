@@ -59,7 +59,7 @@ def class_dir_name(display_name: str) -> str:
 
 def clean_stale_temps(folder: str) -> None:
     """Remove temp files a killed run left in ``folder`` (never trusted, just tidied): ours
-    (``.tmp-*``) and dataset.voc's (``.{name}.*.tmp``)."""
+    (``.tmp-*``, mrcnn.io.fsio's) and the ``.{name}.*.tmp`` files earlier versions of dataset.voc wrote."""
     try:
         names = os.listdir(folder)
     except OSError:

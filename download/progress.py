@@ -13,9 +13,6 @@ class _NullBar:
     def reset(self, total=None):
         pass
 
-    def set_postfix_str(self, s):
-        pass
-
     def close(self):
         pass
 

@@ -149,16 +149,10 @@ class SplitJob:
 
     # ---- masks ---------------------------------------------------------------------------------
     def fetch_masks(self, by_image: dict, pending: list[str]) -> None:
+        """Fetch and store the missing mask PNGs of the ``pending`` images from their zip shards
+        (shard = first hex digit of the image id); failures go to ``mask_errors``."""
         from .progress import bar
-        from .remote_zip import ShardReader
-        per_shard = {}
-        for iid in pending:
-            for r in by_image[iid]:
-                if not mask_name_ok(r):
-                    continue
-                name = r["MaskPath"]
-                if not os.path.isfile(os.path.join(self.mask_dir, name)):
-                    per_shard.setdefault(iid[0].lower(), set()).add(name)
+        per_shard = self._missing_masks(by_image, pending)
         total = sum(len(v) for v in per_shard.values())
         if not total:
             return
@@ -168,36 +162,9 @@ class SplitJob:
         inner = max(1, min(4, self.workers // 4))
 
         def one_shard(shard):
-            names = sorted(per_shard[shard])
-            reader = ShardReader(self.net, self.shard_url(shard), self.cache_dir, workers=inner, mode=self.zip_mode)
-            try:
-                results = reader.read(names)
-            except Exception as e:   # whole shard unavailable: its images stay pending for a rerun
-                log.warning("%s: %s (%d masks not fetched)", self.shard_url(shard), e, len(names))
-                return shard, None, {n: "shard %s unavailable: %s" % (shard, e) for n in names}
-            self.shard_strategy[shard] = reader.strategy
-            written, errors = 0, {}
-            for attempt in range(2):  # a member that fails its CRC or PNG decode is read once more
-                retry = []
-                for name in names:
-                    png, why = self._store_mask(name, results.get(name), shard)
-                    written += png
-                    if why is None:
-                        errors.pop(name, None)
-                    else:
-                        errors[name] = why
-                        if not isinstance(results.get(name), KeyError) and "pixels" not in why:
-                            retry.append(name)
-                if not retry or attempt:
-                    break
-                self.net.stats.event("mask_refetched")
-                try:  # a fresh reader: the first one may hold the bad bytes in memory
-                    reader = ShardReader(self.net, self.shard_url(shard), self.cache_dir, workers=inner,
-                                         mode=self.zip_mode)
-                    results, names = reader.read(retry), retry
-                except Exception:  # the shard went away: keep the first errors
-                    break
-            pbar.update(len(per_shard[shard]))
+            written, errors = self._fetch_shard(shard, sorted(per_shard[shard]), inner)
+            if written is not None:
+                pbar.update(len(per_shard[shard]))
             return shard, written, errors
 
         with ThreadPoolExecutor(outer) as pool:
@@ -213,6 +180,52 @@ class SplitJob:
         for n, why in sorted(self.mask_errors.items()):
             if not why.startswith("shard "):   # whole-shard failures were logged once above
                 log.warning("%s mask %s: %s", self.split, n, why)
+
+    def _missing_masks(self, by_image: dict, pending: list[str]) -> dict:
+        """{shard: set of mask file names} of the pending images' masks not on disk yet."""
+        per_shard = {}
+        for iid in pending:
+            for r in by_image[iid]:
+                if not mask_name_ok(r):
+                    continue
+                name = r["MaskPath"]
+                if not os.path.isfile(os.path.join(self.mask_dir, name)):
+                    per_shard.setdefault(iid[0].lower(), set()).add(name)
+        return per_shard
+
+    def _fetch_shard(self, shard: str, names: list[str], inner: int):
+        """(masks written, {name: reason}) for one shard's ``names``, read with ``inner`` threads;
+        (None, reasons) when the whole shard is unavailable (its images stay pending)."""
+        from .remote_zip import ShardReader
+        reader = ShardReader(self.net, self.shard_url(shard), self.cache_dir, workers=inner, mode=self.zip_mode)
+        try:
+            results = reader.read(names)
+        except Exception as e:   # whole shard unavailable: its images stay pending for a rerun
+            log.warning("%s: %s (%d masks not fetched)", self.shard_url(shard), e, len(names))
+            return None, {n: "shard %s unavailable: %s" % (shard, e) for n in names}
+        self.shard_strategy[shard] = reader.strategy
+        written, errors = 0, {}
+        for attempt in range(2):  # a member that fails its CRC or PNG decode is read once more
+            retry = []
+            for name in names:
+                png, why = self._store_mask(name, results.get(name), shard)
+                written += png
+                if why is None:
+                    errors.pop(name, None)
+                else:
+                    errors[name] = why
+                    if not isinstance(results.get(name), KeyError) and "pixels" not in why:
+                        retry.append(name)
+            if not retry or attempt:
+                break
+            self.net.stats.event("mask_refetched")
+            try:  # a fresh reader: the first one may hold the bad bytes in memory
+                reader = ShardReader(self.net, self.shard_url(shard), self.cache_dir, workers=inner,
+                                     mode=self.zip_mode)
+                results, names = reader.read(retry), retry
+            except Exception:  # the shard went away: keep the first errors
+                break
+        return written, errors
 
     def _store_mask(self, name: str, val, shard: str):
         """(1, None) when the member ``val`` (bytes or an exception) was written as a 1-bit PNG,

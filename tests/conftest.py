@@ -19,7 +19,7 @@ NO_TF_MODULES = {
     "test_dataset_voc", "test_download_csv", "test_interrupt", "test_download_e2e", "test_download_faults",
     "test_download_mirror", "test_download_resume", "test_download_zip", "test_imgaug_compat",
     "test_evaluation", "test_inputs", "test_metrics", "test_rpn_targets", "test_shapes", "test_utils",
-    "test_visualize",
+    "test_visualize", "test_rle", "test_schedule", "test_toml_io", "test_eval_loop",
 }
 _FORBIDDEN = ("tensorflow", "keras", "tf_keras")
 

@@ -190,26 +190,32 @@ class Handler(BaseHTTPRequestHandler):
         if rng:
             self.send_header("Content-Range", "bytes %d-%d/%d" % (start, end, size))
         self.end_headers()
-        sent = 0
-        if not head and length:
-            limit = length // 2 if fault is not None and fault.kind == "truncate" else length
-            try:
-                with open(local, "rb") as f:
-                    f.seek(start)
-                    while sent < limit:
-                        chunk = f.read(min(CHUNK, limit - sent))
-                        if not chunk:
-                            break
-                        if fault is not None and fault.kind == "corrupt":
-                            keep = max(0, 16 - (start + sent))
-                            chunk = chunk[:keep] + b"\0" * max(0, len(chunk) - keep)
-                        self.wfile.write(chunk)
-                        sent += len(chunk)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-            if sent < length:
-                self.close_connection = True
+        sent = self._send_body(local, start, length, fault) if not head and length else 0
         srv.record(self.command, path, rng_header, 206 if rng else 200, sent)
+
+    def _send_body(self, local: str, start: int, length: int, fault) -> int:
+        """Send ``length`` bytes of ``local`` from ``start``; returns the bytes sent. A "truncate"
+        fault sends half and a "corrupt" one zeroes all but the file's first 16 bytes; a body cut
+        short closes the connection, as a real server's would be."""
+        sent = 0
+        limit = length // 2 if fault is not None and fault.kind == "truncate" else length
+        try:
+            with open(local, "rb") as f:
+                f.seek(start)
+                while sent < limit:
+                    chunk = f.read(min(CHUNK, limit - sent))
+                    if not chunk:
+                        break
+                    if fault is not None and fault.kind == "corrupt":
+                        keep = max(0, 16 - (start + sent))
+                        chunk = chunk[:keep] + b"\0" * max(0, len(chunk) - keep)
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        if sent < length:
+            self.close_connection = True
+        return sent
 
 
 def serve(dir: str, port: int = 0, latency_ms: float = 0, no_range: bool = False):

@@ -59,12 +59,6 @@ def _backend_modules(backend):
     return COCO, COCOeval, mask, "pycocotools"
 
 
-def _atomic_write(path, write, mode="w"):
-    """Write via ``write(fileobj)`` into a temp file beside ``path``, then os.replace."""
-    with atomic_open(os.fspath(path), mode) as f:
-        write(f)
-
-
 def format_table(metrics_dict):
     """Compact text table of a ``COCOEvaluator.summarize`` result."""
     def cell(v):
@@ -341,7 +335,8 @@ class COCOEvaluator:
         with pycocotools, drop "bbox" first, or loadRes uses box area for area ranges.
         """
         results = self._results(None)
-        _atomic_write(path, lambda f: json.dump(results, f))
+        with atomic_open(os.fspath(path), "w") as f:
+            json.dump(results, f)
 
     def write_ground_truth(self, path):
         """Write the GT as a COCO dataset JSON (images/annotations/categories; atomic).
@@ -349,7 +344,8 @@ class COCOEvaluator:
         images[i]["file_name"] holds the original image id as a string.
         """
         dataset = self._gt_dataset(str_counts=True)
-        _atomic_write(path, lambda f: json.dump(dataset, f))
+        with atomic_open(os.fspath(path), "w") as f:
+            json.dump(dataset, f)
 
     def plot_pr_curves(self, path, iou=0.5):
         """PNG of per-class precision-recall curves at IoU ``iou``, one panel per iou type."""
@@ -376,4 +372,5 @@ class COCOEvaluator:
                 ax.legend(loc="lower left", fontsize=7)
             ax.grid(alpha=0.3)
         fig.tight_layout()
-        _atomic_write(path, lambda f: fig.savefig(f, format="png"), mode="wb")
+        with atomic_open(os.fspath(path), "wb") as f:
+            fig.savefig(f, format="png")
