@@ -347,8 +347,8 @@ def resolve_run(source=None, weights=None, config=None, logs="logs"):
     run = None if source in (None, "last") else os.fspath(source)
     if run is not None and not os.path.isdir(run):
         if not os.path.isfile(run):
-            raise RunError(f"{run} is neither a run folder nor a weights file. Pass a run folder "
-                           f"(logs/NAMEYYYYmmddTHHMM) or a .h5 path.")
+            raise RunError(f"{run} does not exist: it is neither a run folder nor a weights file. Pass "
+                           f"a run folder (runs are in {os.path.abspath(logs)}) or a .h5 path.")
         run, weights = None, run
     if weights is not None:
         check_weights_file(weights)
@@ -360,8 +360,6 @@ def resolve_run(source=None, weights=None, config=None, logs="logs"):
         if run is None and not config:
             raise RunError(f"{weights} is not inside a run folder (no config.toml beside it): pass "
                            f"--config TOML to say how the model is built.")
-    if run is not None and not os.path.isdir(run):
-        raise RunError(f"Run folder {run} does not exist. Runs are in {os.path.abspath(logs)}.")
     config = config or config_path(run)
     if not os.path.isfile(config):
         raise RunError(f"Config file {config} not found: the run folder is incomplete; pass --config TOML.")
