@@ -7,7 +7,7 @@ A thin entry point from a checkout; the code is ``mrcnn_keras3.evaluate_cli`` (i
 import sys
 
 from mrcnn_keras3.evaluate_cli import main, parse_args  # noqa: F401
-from mrcnn_keras3.evaluate_run import ClassFilter, select_classes  # noqa: F401
+from mrcnn_keras3.evaluation import ClassFilter, select_classes  # noqa: F401
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,6 @@ training in ``mrcnn.engine.training``.
 """
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import re
@@ -20,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn import utils
-from mrcnn.io import weights_io
+from mrcnn.io import runs, weights_io
 from mrcnn.structures.anchors import compute_backbone_shapes, get_anchors  # noqa: F401
 from mrcnn.modeling.compat_graph import MatterportNet, matterport_weight_names
 from mrcnn.engine.model_inspect import InspectMixin, log  # noqa: F401
@@ -44,8 +43,6 @@ LAYER_REGEX = {
     "5+": r"(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
     "all": ".*",
 }
-_CHECKPOINT_RE = re.compile(
-    r".*[/\\]([\w-]+?)(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(?P<suffix>-\d+)?[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5$")
 
 
 class MaskRCNN(InspectMixin):
@@ -128,40 +125,26 @@ class MaskRCNN(InspectMixin):
 
     # ------------------------------------------------------------------ logs and checkpoints
     def set_log_dir(self, model_path=None):
-        """Set ``log_dir``, ``checkpoint_path`` and ``epoch``; a checkpoint path resumes its run and epoch."""
+        """Set ``log_dir``, ``checkpoint_path`` and ``epoch``; a checkpoint path resumes its run and
+        epoch. The names are ``mrcnn.io.runs``' (matterport's: ``{name}{YYYYmmddTHHMM}``)."""
         self.epoch = 0
-        now, suffix = datetime.datetime.now(), ""
-        name = self._name()
-        if model_path:
-            m = _CHECKPOINT_RE.match(str(model_path).replace("\\", "/"))
-            if m:
-                now = datetime.datetime(*(int(m.group(i)) for i in range(2, 7)))
-                self.epoch = int(m.group(8))
-                suffix = m.group("suffix") or ""  # runs.claim_run_dir's "-2" for a taken minute
-        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}{suffix}")
-        self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
-
-    def _name(self):
-        return (self.config.NAME or "mrcnn").lower()
+        when, suffix = None, ""
+        parsed = runs.parse_checkpoint_path(model_path) if model_path else None
+        if parsed:
+            when, suffix, self.epoch = parsed  # suffix: claim_run_dir's "-2" for a taken minute
+        name = runs.model_name(self.config)
+        self.log_dir = os.path.join(self.model_dir, runs.run_dir_name(name, when, suffix))
+        self.checkpoint_path = runs.checkpoint_template(self.log_dir, name)
 
     def find_last(self):
         """Path of the newest checkpoint of the newest run of this config's NAME."""
-        name = self._name()
-        try:
-            # The run folders of exactly this NAME ("cat" never picks a "cat_dog" run).
-            runs = sorted(d for d in os.listdir(self.model_dir)
-                          if re.fullmatch(re.escape(name) + r"\d{8}T\d{4}(-\d+)?", d)
-                          and os.path.isdir(os.path.join(self.model_dir, d)))
-        except FileNotFoundError:
-            runs = []
-        for run in reversed(runs):
-            ckpts = sorted(f for f in os.listdir(os.path.join(self.model_dir, run))
-                           if f.startswith("mask_rcnn") and f.endswith(".h5"))
-            if ckpts:
-                return os.path.join(self.model_dir, run, ckpts[-1])
-        raise FileNotFoundError(
-            f"Could not find a checkpoint of '{name}' in {self.model_dir}: no run folder "
-            f"{name}YYYYmmddTHHMM/ holds a mask_rcnn_{name}_NNNN.h5. Train first, or pass a weights path.")
+        name = runs.model_name(self.config)
+        path = runs.find_last(self.model_dir, name)
+        if path is None:
+            raise FileNotFoundError(
+                f"Could not find a checkpoint of '{name}' in {self.model_dir}: no run folder "
+                f"{name}YYYYmmddTHHMM/ holds a mask_rcnn_{name}_NNNN.h5. Train first, or pass a weights path.")
+        return path
 
     # ------------------------------------------------------------------ trainability
     def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=1):

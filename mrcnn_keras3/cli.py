@@ -1,7 +1,9 @@
 """What every command shares: one usage-error type and one exit-status policy.
 
 Exit status: 0 done, 1 failed (network, full disk), 2 bad input (shown as one line, no
-traceback), 130 interrupted (Ctrl-C; the message says how to resume).
+traceback), 130 interrupted (Ctrl-C; the message says how to resume). Bad input is a UsageError,
+or one of the library's own: ``mrcnn.io.runs.RunError`` (run folders, configs, export targets)
+and ``mrcnn.io.weights_io.WeightsError`` (a weights file that does not fit the model).
 """
 from __future__ import annotations
 
@@ -39,6 +41,22 @@ def positive_int(text):
     return value
 
 
+def add_source_args(parser):
+    """The Open Images mirror flags (``--base-url``, ``--images-url``) of the commands that download."""
+    parser.add_argument("--base-url", default=None,
+                        help="Open Images annotations/masks mirror (or $OPENIMAGES_BASE_URL)")
+    parser.add_argument("--images-url", default=None,
+                        help="Open Images images mirror (or $OPENIMAGES_IMAGES_URL)")
+
+
+def usage_errors():
+    """The exception types shown as ``error: ...`` with exit status 2."""
+    from mrcnn.io.runs import RunError
+    from mrcnn.io.weights_io import WeightsError
+
+    return UsageError, RunError, WeightsError
+
+
 def offline_message(url, reason):
     """The one line shown when a host cannot be reached at all."""
     return f"cannot reach {url} ({reason}). To work offline, {WAYS_OUT}."
@@ -53,7 +71,7 @@ def run_main(func, args, resume_hint=""):
     hint = f"\nThen continue with: {resume_hint}" if resume_hint else ""
     try:
         return func(args)
-    except UsageError as exc:
+    except usage_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Unreachable as exc:

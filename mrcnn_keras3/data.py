@@ -123,10 +123,11 @@ def report_data(datasets):
     print("\nData")
     for split, ds in datasets.items():
         counts = np.zeros(ds.num_classes, int)
+        ids = {c["name"].lower(): i for i, c in enumerate(ds.class_info)}  # class id = index after prepare()
         for i in ds.image_ids:
             rec = ds.image_info[i].get("record")
             for obj in (rec.objects if rec else []):
-                counts[ds._internal_class_id(obj.class_name)] += 1
+                counts[ids[obj.class_name.lower()]] += 1
         per_class = ", ".join(f"{n}: {c}" for n, c in zip(ds.class_names[1:], counts[1:]))
         errors = [p for p in getattr(ds, "problems", []) if getattr(p, "severity", "error") == "error"]
         print(f"  {split:<10} {ds.num_images:>6} images  instances {per_class}"

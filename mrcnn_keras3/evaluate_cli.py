@@ -69,11 +69,11 @@ def parse_args(argv=None):
 def dispatch(args):
     from .evaluate_run import evaluate, resolve_run
 
-    run, state, config_path, weights = resolve_run(args)
+    run = resolve_run(args)
     if args.image:
         from .predict import predict
-        return predict(args, run, state, config_path, weights)
-    return evaluate(args, run, state, config_path, weights)
+        return predict(args, run)
+    return evaluate(args, run)
 
 
 def main(argv=None):

@@ -8,7 +8,7 @@ import re
 import sys
 
 from .cli import UsageError
-from .evaluate_run import ClassFilter, build_model, load_config, model_class_names, select_classes
+from .evaluation import ClassFilter, model_class_names, select_classes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -134,16 +134,20 @@ def plural(n, word):
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def predict(args, run, state, config_path, weights):
+def predict(args, run):
+    """Predict mode on a ``runs.Run``: overlays, masks and detections.json in a new folder; 0."""
+    from mrcnn.evaluation.eval_loop import open_run, run_config
     from mrcnn.io import runs
 
     images = list_images(args.image)
-    config = load_config(config_path, args.min_confidence)
+    weights = run.weights
+    config = run_config(run, args.min_confidence)
     fallback = sorted(args.classes, key=str.lower) if args.classes else None
-    names = model_class_names(state, config, fallback)
+    names = model_class_names(run.state, config, fallback)
     keep = select_classes(names, args.classes)
-    out = output_dir(args, run, weights, state.get("coco", False))
-    model = build_model(config, weights, args.logs)
+    out = output_dir(args, run.dir, weights, run.state.get("coco", False))
+    model, _ = open_run(run, config, fallback_names=fallback, model_dir=args.logs,
+                        hint=" Pass one of the run's checkpoints.")
     id_map = {i: i for i, n in enumerate(names) if n in keep}
     detector = ClassFilter(model, id_map) if len(id_map) < len(names) - 1 else model
     print(f"Predicting with {weights} (min confidence {config.DETECTION_MIN_CONFIDENCE:g}) "

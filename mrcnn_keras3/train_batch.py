@@ -12,6 +12,7 @@ def write_train_batch(dataset, config, run_dir, count=4, seed=0):
     """Draw ``count`` training samples into ``run_dir/train_batch.png``; the path (None if empty)."""
     from mrcnn import visualize
     from mrcnn.data.inputs import load_image_gt
+    from mrcnn.viz.display import finish_figure, pyplot
 
     ids = list(dataset.image_ids)[:count]
     if not ids:
@@ -20,7 +21,7 @@ def write_train_batch(dataset, config, run_dir, count=4, seed=0):
     if getattr(config, "AUGMENT", False):
         from mrcnn.data.augment import Augmenter
         augmentation = Augmenter()
-    plt = visualize._pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(ids), figsize=(4.5 * len(ids), 4.8), squeeze=False)
     palette = visualize.random_colors(max(dataset.num_classes, 1), seed=0)
     for ax, image_id in zip(axes[0], ids):
@@ -33,5 +34,5 @@ def write_train_batch(dataset, config, run_dir, count=4, seed=0):
     fig.suptitle("train_batch: training inputs as the model sees them (resized, padded, augmented)")
     fig.tight_layout()
     path = os.path.join(run_dir, "train_batch.png")
-    visualize._finish(fig, path, False)
+    finish_figure(fig, path, False)
     return path

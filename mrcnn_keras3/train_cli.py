@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 
-from .cli import command, positive_int, run_main
+from .cli import add_source_args, command, positive_int, run_main
 
 
 def build_parser():
@@ -38,9 +38,7 @@ def build_parser():
     p.add_argument("--resume", action="store_true", help="continue the newest run in --logs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--logs", default="logs", help="where run folders go (default logs/)")
-    p.add_argument("--base-url", default=None,
-                   help="Open Images annotations/masks mirror (or $OPENIMAGES_BASE_URL)")
-    p.add_argument("--images-url", default=None, help="Open Images images mirror (or $OPENIMAGES_IMAGES_URL)")
+    add_source_args(p)
     p.add_argument("--eval-limit", type=int, default=None, help="validation images scored per epoch")
     p.add_argument("--strategy", default="auto", choices=["auto", "one", "mirrored", "multiworker"])
     p.add_argument("--mixed-precision", nargs="?", const="float16", choices=["float16", "bfloat16"],

@@ -7,7 +7,6 @@ with an HTTP Range request.
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 from mrcnn.io.coco_weights import COCO_MODEL_URL, COCO_SIZE
@@ -16,7 +15,6 @@ from .cli import Interrupted, UsageError
 
 COCO_URL = os.environ.get("MRCNN_COCO_URL", COCO_MODEL_URL)
 KEYWORDS = ("coco", "imagenet", "last", "none")
-RUN_RE = r"\d{8}T\d{4}(-\d+)?"
 
 
 def coco_weights_path():
@@ -26,45 +24,33 @@ def coco_weights_path():
 
 def check_weights_file(path):
     """UsageError (before TensorFlow loads) for a missing or non-HDF5 weights file."""
-    import h5py
+    from mrcnn.io.runs import RunError, check_weights_file as check_file
 
     if not os.path.isfile(path):
         raise UsageError(f"Weights file not found: {path}. Pass coco, imagenet, last, none or the path "
                          f"of an existing .h5 file (a run's best.h5 / last.h5, or mask_rcnn_coco.h5).")
-    if not h5py.is_hdf5(path):
-        raise UsageError(f"{path} is not an HDF5 weights file. Pass a Keras .h5 file such as "
-                         f"mask_rcnn_coco.h5 or one of a run's checkpoints.")
-    return path
+    try:
+        return check_file(path)
+    except RunError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def file_num_classes(path):
     """Class count of the heads stored in a weights file (None if it has no heads)."""
-    import h5py
+    from mrcnn.io.runs import weights_num_classes
 
-    from mrcnn.io.weights_io import read_list_attr
-
-    check_weights_file(path)
-    with h5py.File(path, "r") as f:
-        root = f["model_weights"] if "model_weights" in f and "layer_names" not in f.attrs else f
-        if "mrcnn_class_logits" not in root:
-            return None
-        g = root["mrcnn_class_logits"]
-        names = read_list_attr(g, "weight_names")
-        return int(g[names[0]].shape[-1]) if names else None
+    return weights_num_classes(check_weights_file(path))
 
 
 def find_last(logs, name):
     """Newest checkpoint of a run named exactly ``name`` (``cat`` never matches ``cat_dog``)."""
     from mrcnn.io import runs
 
-    folders = sorted(d for d in (os.listdir(logs) if os.path.isdir(logs) else [])
-                     if re.fullmatch(re.escape(name) + RUN_RE, d))
-    for folder in reversed(folders):
-        ckpts = runs.checkpoints(os.path.join(logs, folder))
-        if ckpts:
-            return ckpts[-1]
-    raise UsageError(f"--weights last: no checkpoint of a '{name}' run in {os.path.abspath(logs)} "
-                     f"(run folders {name}YYYYmmddTHHMM/). Train first, or pass a weights path.")
+    path = runs.find_last(logs, name)
+    if path is None:
+        raise UsageError(f"--weights last: no checkpoint of a '{name}' run in {os.path.abspath(logs)} "
+                         f"(run folders {name}YYYYmmddTHHMM/). Train first, or pass a weights path.")
+    return path
 
 
 def check_spec(spec, config, logs):

@@ -48,7 +48,7 @@ def _env():
     return env
 
 
-@pytest.mark.parametrize("entry", ["train.py", "evaluate.py", "mrcnn.io.export"])
+@pytest.mark.parametrize("entry", ["train.py", "evaluate.py", "mrcnn_keras3.export_cli"])
 def test_every_cli_installs_the_quiet_import_before_tensorflow(entry):
     """Each CLI's main() sets it up first thing (checked after --help, without importing TF)."""
     run = (f"runpy.run_module({entry!r}, run_name='__main__')" if "/" not in entry and not entry.endswith(".py")

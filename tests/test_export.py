@@ -1,4 +1,4 @@
-"""SavedModel export (mrcnn.io.export): the graph's resize and mask pasting against the NumPy
+"""SavedModel export (mrcnn.io.export, mrcnn-export): the graph's resize and mask pasting against the NumPy
 references, the CLI's SavedModel against ``MaskRCNN.detect``, zero detections, atomic writes.
 
 The tests that really export a model are marked slow (one CLI export in a subprocess, one in
@@ -85,7 +85,7 @@ def exported(tmp_path_factory):
     runs.write_state(str(run), {"class_names": CLASS_NAMES})
     out = tmp / "saved"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-m", "mrcnn.io.export", str(run), str(out)], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "mrcnn_keras3.export_cli", str(run), str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Exported" in proc.stdout
@@ -220,29 +220,31 @@ def test_config_and_class_names(tmp_path):
     config = export.load_config(path, min_confidence=0.4)
     assert config.DETECTION_MIN_CONFIDENCE == 0.4 and config.BATCH_SIZE == 1
     assert export.load_config(path).DETECTION_MIN_CONFIDENCE == 0.0
-    assert export.class_names_for(None, 3) == ["BG", "class 1", "class 2"]
+    assert runs.read_class_names(None, 3) == ["BG", "class 1", "class 2"]
     runs.write_state(str(tmp_path), {"classes": ["Cat", "Dog"]})
-    assert export.class_names_for(str(tmp_path), 3) == ["BG", "Cat", "Dog"]
-    with pytest.raises(export.ExportError, match="NUM_CLASSES=4"):
-        export.class_names_for(str(tmp_path), 4)
+    assert runs.read_class_names(str(tmp_path), 3) == ["BG", "Cat", "Dog"]
+    with pytest.raises(runs.RunError, match="NUM_CLASSES=4"):
+        runs.read_class_names(str(tmp_path), 4)
 
 
 def test_cli_errors(tmp_path, capsys):
-    assert export.main([str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+    from mrcnn_keras3 import export_cli
+
+    assert export_cli.main([str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
     assert "neither a run folder nor a weights file" in capsys.readouterr().err
     loose = tmp_path / "w.h5"
     tiny_model(export_config(), model_dir=str(tmp_path)).save_weights(str(loose))
-    assert export.main([str(loose), str(tmp_path / "out")]) == 2
+    assert export_cli.main([str(loose), str(tmp_path / "out")]) == 2
     assert "--config" in capsys.readouterr().err
     cfg = tmp_path / "crop.toml"
     export_config(IMAGE_RESIZE_MODE="pad64").to_toml(str(cfg))
-    assert export.main([str(loose), str(tmp_path / "out"), "--config", str(cfg)]) == 2
+    assert export_cli.main([str(loose), str(tmp_path / "out"), "--config", str(cfg)]) == 2
     assert "only 'square'" in capsys.readouterr().err
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("keep me")
     export_config().to_toml(str(tmp_path / "ok.toml"))
-    assert export.main([str(loose), str(busy), "--config", str(tmp_path / "ok.toml")]) == 2
+    assert export_cli.main([str(loose), str(busy), "--config", str(tmp_path / "ok.toml")]) == 2
     assert "not a SavedModel" in capsys.readouterr().err
     assert os.listdir(busy) == ["notes.txt"]
     assert not (tmp_path / "out").exists()

@@ -26,7 +26,7 @@ def test_evaluation_summaries_skip_minus_one_and_crop_images(tmp_path):
     from PIL import Image
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from mrcnn_keras3.evaluate_run import log_tensorboard
+    from mrcnn_keras3.evaluation import log_tensorboard
 
     figure = np.full((400, 800, 3), 255, np.uint8)
     figure[100:150, 200:300] = 0

@@ -135,11 +135,11 @@ class RunLogger(keras.callbacks.Callback):
         except Exception as exc:  # noqa: BLE001 - a plot must never stop training
             log.warning("Could not draw results.png: %s", exc)
         if ckpt:
-            runs.link_or_copy(ckpt, os.path.join(run_dir, "last.h5"))
+            runs.link_or_copy(ckpt, os.path.join(run_dir, runs.LAST))
             name = next((k for k in (self.metric, "val_loss", "loss") if k in logs), None)
             value = logs.get(name)
             if self._better(name, value):
-                runs.link_or_copy(ckpt, os.path.join(run_dir, "best.h5"))
+                runs.link_or_copy(ckpt, os.path.join(run_dir, runs.BEST))
                 self.state["best"] = {"epoch": epoch + 1, "metric": name,
                                       "value": None if value is None else float(value)}
             keep = getattr(self.train_model.config, "KEEP_CHECKPOINTS", 0)

@@ -1,6 +1,7 @@
 """Evaluate a model on a ``mrcnn.utils.Dataset`` with the one ``COCOEvaluator``.
 
-Shared by evaluate.py and the per-epoch training callback, so both report the same numbers.
+Shared by evaluate.py and the per-epoch training callback, so both report the same numbers;
+``open_run`` turns a trained run (config + class names + weights) into an inference model.
 """
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import copy
 import logging
 import os
 import re
+import tempfile
 
 import numpy as np
 
 from mrcnn import utils
 from mrcnn.evaluation.coco import COCOEvaluator
+from mrcnn.io import runs
 from mrcnn.io.weights_io import WeightsError
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,27 @@ def load_inference_model(config, weights, model_dir, hint=""):
         log.warning("%d of %d layers are not in %s and keep their initial values: %s%s", len(missing),
                     len(expected), weights, ", ".join(missing[:5]), "..." if len(missing) > 5 else "")
     return model
+
+
+def run_config(run, min_confidence=EVAL_MIN_CONFIDENCE):
+    """The inference config of a resolved run (``runs.resolve_run``): its config TOML, batch 1,
+    ``min_confidence`` (None: the config's DETECTION_MIN_CONFIDENCE). TF-free; RunError if bad."""
+    return inference_config(runs.read_config(run.config_path), min_confidence)
+
+
+def open_run(run, config=None, min_confidence=EVAL_MIN_CONFIDENCE, fallback_names=None, model_dir=None,
+             hint=""):
+    """Open a trained run: (inference ``MaskRCNN`` with the run's weights, ["BG", ...] class names).
+
+    ``run``: a ``runs.Run``; ``config``: its inference config (default ``run_config(run,
+    min_confidence)``); class names from state.json, else ``fallback_names`` (see
+    ``runs.class_names``). Raises RunError (config, class count) before the model is built,
+    WeightsError when the weights do not fit it.
+    """
+    config = config or run_config(run, min_confidence)
+    names = [str(n) for n in runs.class_names(run.state, config.NUM_CLASSES, fallback_names)]
+    model_dir = model_dir or (os.path.dirname(run.dir) if run.dir else tempfile.gettempdir())
+    return load_inference_model(config, run.weights, model_dir, hint), names
 
 
 def copy_weights(src_model, dst_model):

@@ -1,4 +1,4 @@
-"""Quiet TensorFlow start-up for the command-line tools (train.py, evaluate.py, mrcnn.io.export).
+"""Quiet TensorFlow start-up for the command-line tools (train.py, evaluate.py, mrcnn-export).
 
 TensorFlow prints its start-up lines before its C++ logging is initialised, so
 TF_CPP_MIN_LOG_LEVEL does not hide them: the oneDNN and "Could not find cuda drivers" notes

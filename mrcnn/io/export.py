@@ -1,7 +1,8 @@
 """Export a trained model as a TensorFlow SavedModel with a uint8-image serving signature.
 
-    python -m mrcnn.io.export logs/cat20250101T1200 exported/cat          # run folder: best.h5 + config.toml
-    python -m mrcnn.io.export path/to/mask_rcnn.h5 exported/m --config cfg.toml --min-confidence 0.5
+The command is ``mrcnn-export RUN_OR_WEIGHTS OUT_DIR`` (``python -m mrcnn_keras3.export_cli``);
+in code: ``export_saved_model(model, out_dir, class_names)`` with an inference ``MaskRCNN``
+(``mrcnn.evaluation.eval_loop.open_run`` opens a run folder).
 
 Serving signature ``serving_default`` (one image per call, no batch axis):
 
@@ -19,86 +20,34 @@ anti-aliasing, then truncation to uint8), zero padding, MEAN_PIXEL subtraction, 
 box unmolding and mask pasting (``mrcnn.structures.masks.paste_masks``). Only IMAGE_RESIZE_MODE="square" exports.
 
 The SavedModel is written into a temporary folder beside OUT_DIR and renamed into place, so a
-killed export never leaves a half-written SavedModel at OUT_DIR. Exit status: 0 done, 2 bad input.
+killed export never leaves a half-written SavedModel at OUT_DIR.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import os
 import shutil
-import sys
 import tempfile
 
+from mrcnn.io.runs import RunError
 
-class ExportError(Exception):
-    """Bad input for the export: shown as one message, exit status 2."""
+
+class ExportError(RunError):
+    """What cannot be exported (config, class names, target folder); the message says the fix."""
 
 
 # ----------------------------------------------------------------------------- inputs (no TF)
-def resolve_source(run_or_weights, config_path=None):
-    """(weights .h5, config TOML, run folder or None) for a run folder or a weights path."""
-    from mrcnn.io import runs
-
-    path = os.fspath(run_or_weights)
-    if os.path.isdir(path):
-        run = path
-        try:
-            weights = runs.best_weights(run)
-        except FileNotFoundError as e:
-            raise ExportError(f"{e} Train it further, or pass the path of a weights .h5.") from None
-    elif os.path.isfile(path):
-        weights = path
-        folder = os.path.dirname(os.path.abspath(path))
-        run = folder if os.path.isfile(os.path.join(folder, "config.toml")) else None
-    else:
-        raise ExportError(f"{path} is neither a run folder nor a weights file. Pass a run folder "
-                          f"(logs/NAMEYYYYmmddTHHMM) or a .h5 path.")
-    config = config_path or (os.path.join(run, "config.toml") if run else None)
-    if config is None:
-        raise ExportError(f"{weights} is not inside a run folder (no config.toml beside it): pass "
-                          f"--config TOML to say how the model is built.")
-    if not os.path.isfile(config):
-        raise ExportError(f"Config file {config} not found: pass --config TOML.")
-    import h5py
-
-    if not h5py.is_hdf5(weights):
-        raise ExportError(f"{weights} is not an HDF5 weights file. Pass a Keras .h5 such as the "
-                          f"run's best.h5 or mask_rcnn_coco.h5.")
-    return weights, config, run
-
-
 def load_config(config_path, min_confidence=None):
     """The inference config (batch 1; DETECTION_MIN_CONFIDENCE overridden when given)."""
-    from mrcnn.config import Config, ConfigError
     from mrcnn.evaluation.eval_loop import inference_config
+    from mrcnn.io.runs import read_config
 
-    try:
-        config = inference_config(Config.from_toml(config_path), min_confidence)
-    except ConfigError as e:
-        raise ExportError(str(e)) from None
+    config = inference_config(read_config(config_path), min_confidence)
     if config.IMAGE_RESIZE_MODE != "square":
         raise ExportError(f"{config_path}: IMAGE_RESIZE_MODE={config.IMAGE_RESIZE_MODE!r} cannot be "
                           f"exported; only 'square' (fixed-size input, constant anchors) is supported. "
                           f"Pass --config with IMAGE_RESIZE_MODE = \"square\".")
     return config
-
-
-def class_names_for(run, num_classes):
-    """["BG", ...] from the run's state.json ("class_names", else "classes"), else generic names."""
-    from mrcnn.io import runs
-
-    try:
-        state = runs.read_run_state(run)
-    except ValueError as e:
-        raise ExportError(str(e)) from None
-    try:
-        names = runs.class_names(state, num_classes)
-    except runs.ClassCountError as e:
-        raise ExportError(f"{os.path.join(run, runs.STATE)} names {len(e.names)} classes ({e.names}) but "
-                          f"the config has NUM_CLASSES={num_classes} (background included).") from None
-    return [str(n) for n in names]
 
 
 # ----------------------------------------------------------------------------- graph pieces
@@ -282,7 +231,7 @@ def export_saved_model(model, out_dir, class_names=None):
     if len(names) != config.NUM_CLASSES:
         raise ExportError(f"{len(names)} class names given for NUM_CLASSES={config.NUM_CLASSES}.")
     out_dir = os.path.abspath(os.fspath(out_dir))
-    _check_target(out_dir)
+    check_target(out_dir)
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out_dir)}.tmp-")
@@ -314,66 +263,11 @@ def export_saved_model(model, out_dir, class_names=None):
     return out_dir
 
 
-def _check_target(out_dir):
+def check_target(out_dir):
+    """ExportError unless ``out_dir`` is new, empty or an earlier SavedModel (it is replaced)."""
     if os.path.isfile(out_dir):
         raise ExportError(f"{out_dir} is a file; pass a folder path for the SavedModel.")
     if os.path.isdir(out_dir) and os.listdir(out_dir) \
             and not os.path.isfile(os.path.join(out_dir, "saved_model.pb")):
         raise ExportError(f"{out_dir} exists and is not a SavedModel; pass a new or empty folder "
                           f"(an earlier export there is replaced).")
-
-
-def load_model(config, weights):
-    """Inference ``MaskRCNN`` with ``weights`` loaded by name (missing layers are warned about)."""
-    from mrcnn.evaluation.eval_loop import load_inference_model
-    from mrcnn.io.weights_io import WeightsError
-
-    try:
-        return load_inference_model(config, weights, tempfile.gettempdir())
-    except WeightsError as e:
-        raise ExportError(str(e)) from None
-
-
-# ----------------------------------------------------------------------------- CLI
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        prog="python -m mrcnn.io.export",
-        description="Export a Mask R-CNN run as a TensorFlow SavedModel (uint8 image in; boxes, "
-                    "classes, scores, masks out).")
-    p.add_argument("source", metavar="RUN_OR_WEIGHTS",
-                   help="run folder (its best.h5 and config.toml) or a weights .h5")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="SavedModel folder to write")
-    p.add_argument("--config", help="config TOML (default: config.toml of the run / beside the .h5)")
-    p.add_argument("--min-confidence", type=float,
-                   help="drop detections below this score (default: the config's DETECTION_MIN_CONFIDENCE)")
-    args = p.parse_args(argv)
-    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
-        p.error("--min-confidence must be in [0, 1]")
-    return args
-
-
-def main(argv=None):
-    from mrcnn.io.cli_logging import quiet_tensorflow_startup
-
-    quiet_tensorflow_startup()   # before anything imports TensorFlow
-    # TensorFlow's INFO lines would name the temporary folder; keep warnings only
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    args = parse_args(argv)
-    try:
-        weights, config_path, run = resolve_source(args.source, args.config)
-        config = load_config(config_path, args.min_confidence)
-        names = class_names_for(run, config.NUM_CLASSES)
-        _check_target(os.path.abspath(args.out_dir))
-        model = load_model(config, weights)
-        out = export_saved_model(model, args.out_dir, names)
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"Exported {weights} ({config.NUM_CLASSES - 1} classes: {', '.join(names[1:])}) to {out}\n"
-          f"  load: fn = tf.saved_model.load({out!r}).signatures['serving_default']\n"
-          f"        out = fn(image=tf.constant(uint8_rgb_image))  # boxes, classes, scores, masks")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,29 +1,87 @@
-"""Run folders: ``logs/{name}{YYYYmmddTHHMM}/`` (``-2``, ``-3``... when that minute's is taken) and what train.py / evaluate.py keep there.
+"""The run folder's one owner: its name, its files and how to find, resolve and read a run.
 
+    logs/{name}{YYYYmmddTHHMM}/   (``-2``, ``-3``... when that minute's is taken; matterport's naming)
     config.toml          resolved config + [run] table (git commit, package versions)
     state.json           CLI state: args, classes, schedule, completed epoch, best epoch/metric
     mask_rcnn_{name}_{epoch:04d}.h5   one checkpoint per epoch (``find_last`` reads these)
     best.h5, last.h5     hard links (copies where links fail) to the best (validation mask AP)
                          and the newest checkpoint; KEEP_CHECKPOINTS prunes the other epochs
-    results.csv/.png     one row per epoch: losses, validation losses, validation AP; curves
+    interrupted.h5       the weights when Ctrl-C stopped training mid-epoch
+    results.csv/.png     one row per epoch (``mrcnn.io.run_files``)
     train/, validation/  TensorBoard event files
 
-No TensorFlow here: evaluate.py and tests read runs without importing the model.
+No TensorFlow here: the commands and tests read runs without importing the model.
 """
 from __future__ import annotations
 
-import csv
-import io
+import collections
+import datetime
 import json
 import os
 import re
-import shutil
 
-from mrcnn.io.fsio import atomic_open, atomic_path
+from mrcnn.io.run_files import (RESULTS_CSV, RESULTS_PNG, append_results, atomic_copy,  # noqa: F401
+                                atomic_write_text, crop_to_content, link_or_copy, plot_results,
+                                read_results, summary_tag)
 
 STATE = "state.json"
-RESULTS_CSV = "results.csv"
-RESULTS_PNG = "results.png"
+CONFIG = "config.toml"
+BEST = "best.h5"
+LAST = "last.h5"
+INTERRUPTED = "interrupted.h5"
+RUN_SUFFIX_RE = r"\d{8}T\d{4}(-\d+)?"  # after the name: the minute, "-2"... for a taken one
+# matterport's set_log_dir pattern: .../{name}{YYYYmmddTHHMM}[-k]/mask_rcnn_{name}_{epoch:04d}.h5
+_CHECKPOINT_PATH_RE = re.compile(
+    r".*[/\\]([\w-]+?)(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(?P<suffix>-\d+)?[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5$")
+_CHECKPOINT_FILE_RE = re.compile(r"mask_rcnn_.*_(\d{4,})\.h5")
+
+
+class RunError(ValueError):
+    """A run folder, its files or a weights file cannot be used; the message says why and the fix."""
+
+
+class MissingError(RunError, FileNotFoundError):
+    """No run, or no checkpoint, where one was looked for."""
+
+
+# ----------------------------------------------------------------------------- names
+def model_name(config):
+    """The lower-case NAME that run folders and checkpoints carry ("mrcnn" when unset)."""
+    return (getattr(config, "NAME", None) or "mrcnn").lower()
+
+
+def run_dir_name(name, when=None, suffix=""):
+    """``{name}{YYYYmmddTHHMM}{suffix}``: a run folder's name (``when`` defaults to now)."""
+    return f"{name}{(when or datetime.datetime.now()):%Y%m%dT%H%M}{suffix}"
+
+
+def checkpoint_template(run_dir, name):
+    """``{run_dir}/mask_rcnn_{name}_{epoch:04d}.h5`` with ``{epoch:04d}`` left to format."""
+    return os.path.join(run_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+
+
+def checkpoint_path(run_dir, name, epoch):
+    return checkpoint_template(run_dir, name).format(epoch=int(epoch))
+
+
+def parse_checkpoint_path(path):
+    """(run start datetime, run suffix "" or "-k", epoch) of a checkpoint path inside a run
+    folder (matterport's pattern), else None."""
+    m = _CHECKPOINT_PATH_RE.match(str(path).replace("\\", "/"))
+    if not m:
+        return None
+    return datetime.datetime(*(int(m.group(i)) for i in range(2, 7))), m.group("suffix") or "", int(m.group(8))
+
+
+def checkpoint_epoch(path):
+    """The epoch of an epoch checkpoint file name (``mask_rcnn_cat_0003.h5`` -> 3), else None."""
+    m = _CHECKPOINT_FILE_RE.fullmatch(os.path.basename(str(path)))
+    return int(m.group(1)) if m else None
+
+
+def is_run_of(folder_name, name):
+    """True for a run folder of exactly ``name`` ("cat" never matches "cat_dog2026...")."""
+    return re.fullmatch(re.escape(name) + RUN_SUFFIX_RE, folder_name) is not None
 
 
 def claim_run_dir(path):
@@ -41,57 +99,13 @@ def claim_run_dir(path):
             k += 1
 
 
-def atomic_write_text(path, text):
-    with atomic_open(path, "w") as f:
-        f.write(text)
-
-
-def link_or_copy(src, dst):
-    """``dst`` as a hard link to ``src`` (no extra disk), atomically; a copy where the filesystem
-    has no hard links. Safe because every checkpoint is written as a new file (atomic rename),
-    never in place: a later epoch never changes what ``best.h5`` holds."""
-    tmp = f"{dst}.tmp-link"
-    try:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.link(src, tmp)
-        os.replace(tmp, dst)
-    except OSError:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        atomic_copy(src, dst)
-
-
-def prune_checkpoints(run_dir, keep, best_epoch=None):
-    """Delete epoch checkpoints but the newest ``keep`` and the one of ``best_epoch``
-    (``keep`` 0: keep all, matterport's behaviour); the deleted paths."""
-    if not keep:
-        return []
-    ckpts = checkpoints(run_dir)
-    keep_set = set(ckpts[-int(keep):])
-    removed = []
-    for path in ckpts:
-        m = re.search(r"_(\d{4,})\.h5$", path)
-        if path in keep_set or (m and best_epoch is not None and int(m.group(1)) == int(best_epoch)):
-            continue
-        os.unlink(path)
-        removed.append(path)
-    return removed
-
-
-def atomic_copy(src, dst):
-    """Copy ``src`` to ``dst`` atomically; DiskFullError (folder, bytes) if it cannot fit."""
-    with open(src, "rb") as fin, atomic_open(dst, "wb", need=os.path.getsize(src)) as fout:
-        shutil.copyfileobj(fin, fout, 1 << 20)
-
-
 # state.json keys train.py --resume needs, with their JSON types.
 _STATE_TYPES = {"classes": list, "data": str, "seed": int, "epochs": int, "schedule": list,
                 "completed_epoch": int}
 
 
 def read_state(run_dir):
-    """A run's state.json, checked; ValueError naming the file and the fix when it is damaged."""
+    """A run's state.json, checked; RunError naming the file and the fix when it is damaged."""
     path = os.path.join(run_dir, STATE)
     fix = (f"Restore it from a backup, or start a new run (python train.py --class ... without "
            f"--resume); the checkpoints in {run_dir} can be loaded with --weights.")
@@ -99,15 +113,15 @@ def read_state(run_dir):
         with open(path, encoding="utf8") as f:
             state = json.load(f)
     except (OSError, ValueError) as e:
-        raise ValueError(f"Cannot read {path}: {e}. {fix}") from None
+        raise RunError(f"Cannot read {path}: {e}. {fix}") from None
     if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, not an object. {fix}")
+        raise RunError(f"{path} holds a {type(state).__name__}, not an object. {fix}")
     for key, kind in _STATE_TYPES.items():
         if key in state and not isinstance(state[key], kind) or kind is int and isinstance(state.get(key), bool):
-            raise ValueError(f"{path}: \"{key}\" is {json.dumps(state[key])}, expected a "
+            raise RunError(f"{path}: \"{key}\" is {json.dumps(state[key])}, expected a "
                              f"{'list' if kind is list else kind.__name__}. {fix}")
     if "classes" in state and not all(isinstance(c, str) for c in state["classes"]):
-        raise ValueError(f"{path}: \"classes\" must be a list of class names. {fix}")
+        raise RunError(f"{path}: \"classes\" must be a list of class names. {fix}")
     return state
 
 
@@ -117,14 +131,14 @@ def write_state(run_dir, state):
 
 def read_run_state(run_dir):
     """The run's state.json as a dict; {} when ``run_dir`` is None or has no state.json.
-    Raises ValueError("Cannot read {path}: {reason}") when the file exists but cannot be read."""
+    Raises RunError("Cannot read {path}: {reason}") when the file exists but cannot be read."""
     path = os.path.join(run_dir, STATE) if run_dir else None
     if path is None or not os.path.isfile(path):
         return {}
     return read_state(run_dir)
 
 
-class ClassCountError(ValueError):
+class ClassCountError(RunError):
     """The class names found do not match NUM_CLASSES; ``names`` holds them."""
 
     def __init__(self, names, num_classes):
@@ -155,10 +169,10 @@ def config_change_refusal(run_dir, config=None, overrides=()):
     given = ([f"--config {config}"] if config else []) + [f"--set {o}" for o in overrides]
     if not given:
         return None
-    return (f"--resume continues {run_dir} with its recorded config ({os.path.join(run_dir, 'config.toml')}); "
+    return (f"--resume continues {run_dir} with its recorded config ({os.path.join(run_dir, CONFIG)}); "
             f"it does not take {' '.join(given)}. To train on with another config, start a new run "
             f"from this run's weights: python train.py --class ... --epochs N --weights "
-            f"{os.path.join(run_dir, 'last.h5')} {' '.join(given)}")
+            f"{os.path.join(run_dir, LAST)} {' '.join(given)}")
 
 
 def list_runs(logs_dir):
@@ -176,7 +190,7 @@ def list_runs(logs_dir):
 def newest_run(logs_dir):
     runs = list_runs(logs_dir)
     if not runs:
-        raise FileNotFoundError(
+        raise MissingError(
             f"No previous run in {os.path.abspath(logs_dir)} (no folder with a {STATE}). "
             f"Start one with: python train.py --class Cat --epochs 10")
     return runs[-1]
@@ -184,8 +198,37 @@ def newest_run(logs_dir):
 
 def checkpoints(run_dir):
     """Epoch checkpoints (``mask_rcnn_{name}_{epoch:04d}.h5``) of a run, oldest first."""
-    return sorted(os.path.join(run_dir, f) for f in os.listdir(run_dir)
-                  if re.fullmatch(r"mask_rcnn_.*_\d{4,}\.h5", f))
+    return sorted(os.path.join(run_dir, f) for f in os.listdir(run_dir) if checkpoint_epoch(f) is not None)
+
+
+def find_last(logs_dir, name):
+    """The newest epoch checkpoint of the newest run folder named ``name`` that has one, else None."""
+    try:
+        folders = sorted(d for d in os.listdir(logs_dir)
+                         if is_run_of(d, name) and os.path.isdir(os.path.join(logs_dir, d)))
+    except FileNotFoundError:
+        return None
+    for folder in reversed(folders):
+        ckpts = checkpoints(os.path.join(logs_dir, folder))
+        if ckpts:
+            return ckpts[-1]
+    return None
+
+
+def prune_checkpoints(run_dir, keep, best_epoch=None):
+    """Delete epoch checkpoints but the newest ``keep`` and the one of ``best_epoch``
+    (``keep`` 0: keep all, matterport's behaviour); the deleted paths."""
+    if not keep:
+        return []
+    ckpts = checkpoints(run_dir)
+    keep_set = set(ckpts[-int(keep):])
+    removed = []
+    for path in ckpts:
+        if path in keep_set or (best_epoch is not None and checkpoint_epoch(path) == int(best_epoch)):
+            continue
+        os.unlink(path)
+        removed.append(path)
+    return removed
 
 
 def newest_complete_checkpoint(run_dir):
@@ -204,79 +247,126 @@ def newest_complete_checkpoint(run_dir):
 
 
 def best_weights(run_dir):
-    """best.h5, else last.h5, else the newest epoch checkpoint."""
-    for name in ("best.h5", "last.h5"):
+    """best.h5, else last.h5, else the newest epoch checkpoint; MissingError when none."""
+    for name in (BEST, LAST):
         path = os.path.join(run_dir, name)
         if os.path.isfile(path):
             return path
     ckpts = checkpoints(run_dir)
     if not ckpts:
-        raise FileNotFoundError(f"Run {run_dir} has no checkpoint yet (no best.h5, last.h5 or mask_rcnn_*.h5).")
+        raise MissingError(f"Run {run_dir} has no checkpoint yet (no best.h5, last.h5 or mask_rcnn_*.h5).")
     return ckpts[-1]
 
 
-def summary_tag(key):
-    """TensorBoard tag of a log key, grouped so the losses and the LR come first:
-    ``loss`` -> ``loss/total``, ``mrcnn_mask_loss`` -> ``loss/mrcnn_mask``, ``learning_rate`` ->
-    ``lr``, ``segm_AP`` -> ``metrics/segm_AP``. Train and validation share a tag in their own
-    run folders (train/, validation/), so TensorBoard draws them on one card."""
-    key = key[4:] if key.startswith("val_") else key
-    if key == "loss":
-        return "loss/total"
-    if key.endswith("_loss"):
-        return "loss/" + key[:-5]
-    if key in ("learning_rate", "lr"):
-        return "lr"
-    return "metrics/" + key
+def weights_epoch(weights, state):
+    """Epoch of a run's weights file: from a checkpoint's name, else (best.h5) the best epoch in
+    state.json, else its completed epoch."""
+    epoch = checkpoint_epoch(weights)
+    if epoch is not None:
+        return epoch
+    if os.path.basename(weights) == BEST and state.get("best"):
+        return int(state["best"].get("epoch") or 0)
+    return int(state.get("completed_epoch") or 0)
 
 
-def crop_to_content(image, pad=6, white=245):
-    """``image`` [H, W, 3] uint8 without its blank (near-white) margins, ``pad`` px kept."""
-    import numpy as np
-
-    ink = (np.asarray(image)[..., :3] < white).any(axis=-1)
-    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    if not len(rows):
-        return image
-    y1, y2 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, image.shape[0])
-    x1, x2 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, image.shape[1])
-    return image[y1:y2, x1:x2]
+def interrupted_path(run_dir):
+    return os.path.join(run_dir, INTERRUPTED)
 
 
-def append_results(run_dir, row):
-    """Add or replace the row of ``row['epoch']`` in results.csv (atomically; columns may grow)."""
-    path = os.path.join(run_dir, RESULTS_CSV)
-    rows = read_results(run_dir)
-    rows = [r for r in rows if int(r["epoch"]) != int(row["epoch"])] + [row]
-    rows.sort(key=lambda r: int(r["epoch"]))
-    fields = []
-    for r in rows:
-        fields += [k for k in r if k not in fields]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, restval="")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    atomic_write_text(path, buf.getvalue())
-    return rows
+# ----------------------------------------------------------------------------- config and classes
+def config_path(run_dir):
+    return os.path.join(run_dir, CONFIG)
 
 
-def read_results(run_dir):
-    path = os.path.join(run_dir, RESULTS_CSV)
+def read_config(path):
+    """The ``Config`` of a config TOML (a run's config.toml); RunError when missing or invalid."""
+    from mrcnn.config import Config, ConfigError
+
+    if not os.path.isfile(path):
+        raise RunError(f"Config file {path} not found: pass --config TOML.")
+    try:
+        return Config.from_toml(path)
+    except ConfigError as e:
+        raise RunError(str(e)) from None
+
+
+def write_config(run_dir, config, extra=None):
+    """``config.toml`` of a run (``extra``: the [run] table), unless the run already has one."""
+    path = config_path(run_dir)
     if not os.path.exists(path):
-        return []
-    with open(path, newline="", encoding="utf8") as f:
-        return list(csv.DictReader(f))
-
-
-def plot_results(run_dir):
-    """results.png: each loss, train against validation, the validation AP and the LR per epoch."""
-    from mrcnn.evaluation import results_plot
-
-    rows = read_results(run_dir)
-    if not rows:
-        return None
-    path = os.path.join(run_dir, RESULTS_PNG)
-    with atomic_path(path, suffix=".png") as tmp:
-        results_plot.plot(rows, tmp)
+        config.to_toml(path, extra=extra)
     return path
+
+
+def read_class_names(run_dir, num_classes, fallback=None):
+    """["BG", ...] of a run (see ``class_names``) read from its state.json ({} without one)."""
+    return class_names(read_run_state(run_dir), num_classes, fallback)
+
+
+def check_weights_file(path):
+    """``path`` if it is an HDF5 file; RunError otherwise (before any model is built)."""
+    import h5py
+
+    if not os.path.isfile(path):
+        raise RunError(f"Weights file not found: {path}. Pass the path of an existing .h5 file "
+                       f"(a run's best.h5 / last.h5, or mask_rcnn_coco.h5).")
+    if not h5py.is_hdf5(path):
+        raise RunError(f"{path} is not an HDF5 weights file. Pass a Keras .h5 file such as "
+                       f"mask_rcnn_coco.h5 or one of a run's checkpoints.")
+    return path
+
+
+def weights_num_classes(path):
+    """Class count (background included) of the heads in a weights file; None without heads."""
+    import h5py
+
+    from mrcnn.io.weights_io import read_list_attr
+
+    check_weights_file(path)
+    with h5py.File(path, "r") as f:
+        root = f["model_weights"] if "model_weights" in f and "layer_names" not in f.attrs else f
+        if "mrcnn_class_logits" not in root:
+            return None
+        g = root["mrcnn_class_logits"]
+        names = read_list_attr(g, "weight_names")
+        return int(g[names[0]].shape[-1]) if names else None
+
+
+# ----------------------------------------------------------------------------- resolving a run
+Run = collections.namedtuple("Run", "dir weights config_path state")
+Run.__doc__ = """A resolved run: its folder (None for loose weights), weights .h5, config TOML, state dict."""
+
+
+def resolve_run(source=None, weights=None, config=None, logs="logs"):
+    """The ``Run`` of ``source``: a run folder (its best weights), a weights / checkpoint file
+    (its folder is the run when config.toml is beside it), or None / "last" (the newest run in
+    ``logs``). ``weights`` picks another file of the run; ``config`` another config TOML.
+
+    Raises RunError (MissingError for no run / no checkpoint) with the message and the fix.
+    """
+    run = None if source in (None, "last") else os.fspath(source)
+    if run is not None and not os.path.isdir(run):
+        if not os.path.isfile(run):
+            raise RunError(f"{run} does not exist: it is neither a run folder nor a weights file. Pass "
+                           f"a run folder (runs are in {os.path.abspath(logs)}) or a .h5 path.")
+        run, weights = None, run
+    if weights is not None:
+        check_weights_file(weights)
+    if run is None and weights is None:
+        run = newest_run(logs)
+    if run is None:
+        folder = os.path.dirname(os.path.abspath(weights))
+        run = folder if os.path.isfile(config_path(folder)) else None
+        if run is None and not config:
+            raise RunError(f"{weights} is not inside a run folder (no config.toml beside it): pass "
+                           f"--config TOML to say how the model is built.")
+    config = config or config_path(run)
+    if not os.path.isfile(config):
+        raise RunError(f"Config file {config} not found: the run folder is incomplete; pass --config TOML.")
+    state = read_run_state(run)
+    if weights is None:
+        try:
+            weights = best_weights(run)
+        except MissingError as e:
+            raise MissingError(f"{e} Train it further, or pass the path of a weights .h5.") from None
+    return Run(run, check_weights_file(weights), config, state)
