@@ -81,14 +81,14 @@ class MaskRCNN(InspectMixin):
             keras.utils.set_random_seed(int(config.SEED))
         policy = getattr(config, "MIXED_PRECISION", None)
         if not policy:
-            return MatterportNet(config, mode=mode)
+            return MatterportNet.from_config(config, mode)
         import keras
 
         # Layers take the global policy when they are built; restore it so other models are unaffected.
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(policy)
         try:
-            return MatterportNet(config, mode=mode)
+            return MatterportNet.from_config(config, mode)
         finally:
             keras.config.set_dtype_policy(previous)
 
