@@ -82,3 +82,28 @@ def test_a_config_is_not_an_explicit_argument():
         MaskRCNNNet(tiny_config())
     with pytest.raises(ValueError, match="mode"):
         MaskRCNNNet(4, mode="train")
+
+
+def test_view_layers_carry_the_network_config():
+    """matterport's graph view (``inference_view``): its weightless layers run part of the net;
+    their config holds the net's explicit arguments, so they revive over a rebuilt net."""
+    from tests.helpers import check_layer_config_roundtrip
+
+    net = MatterportNet.from_config(tiny_config())
+    view = net.inference_view()
+    for name in ("mrcnn_classifier", "mrcnn_windows", "mrcnn_mask"):
+        layer = view.get_layer(name)
+        assert layer.get_config()["net"] == net.get_config()
+    clone = check_layer_config_roundtrip(view.get_layer("mrcnn_mask"))
+    assert clone.dtype_policy.name == "float32" and clone.kernel.shape == (1, 1, 16, 4)
+    json.dumps(view.get_config())
+
+
+def test_anchors_from_explicit_arguments():
+    from mrcnn.structures.anchors import anchors_for, feature_shapes
+
+    config = tiny_config()
+    explicit = anchors_for((128, 96), config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+                           config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+    assert explicit is get_anchors(config, (128, 96))   # one cache
+    assert feature_shapes((128, 96), [4, 64]).tolist() == [[32, 24], [2, 2]]

@@ -43,10 +43,25 @@ class _NetLayer(keras.layers.Layer):
     """A weightless view layer that runs part of ``MaskRCNNNet`` (held untracked)."""
 
     def __init__(self, net, **kwargs):
-        super().__init__(dtype="float32", **kwargs)
+        kwargs.setdefault("dtype", "float32")   # the graph layers work in float32 (see ``features``)
+        super().__init__(**kwargs)
         object.__setattr__(self, "_net", net)
 
+    def get_config(self):
+        """The layer's config plus the viewed network's explicit arguments ("net")."""
+        config = super().get_config()
+        config["net"] = self._net.get_config()
+        return config
 
+    @classmethod
+    def from_config(cls, config):
+        """A view of a network rebuilt from config["net"] (fresh weights, as Keras' from_config)."""
+        config = dict(config)
+        config["net"] = MaskRCNNNet.from_config(config["net"])
+        return super().from_config(config)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
 class MetaWindows(_NetLayer):
     """image_meta [B, META] -> the image window [B, 4] normalised to the molded image."""
 
@@ -59,6 +74,7 @@ class MetaWindows(_NetLayer):
         return (meta_shape[0], 4)
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class Classifier(_NetLayer):
     """rois [B, R, 4], image_meta, P2..P5 -> logits [B, R, C], probs [B, R, C], deltas [B, R, C, 4]."""
 
@@ -70,6 +86,7 @@ class Classifier(_NetLayer):
         return (b, r, c), (b, r, c), (b, r, c, 4)
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class MaskGraph(_NetLayer):
     """detections [B, D, 6], image_meta, P2..P5 -> all-class mask probs [B, D, 28, 28, C].
 
