@@ -70,6 +70,8 @@ class MaskRCNN(InspectMixin):
 
     # ------------------------------------------------------------------ building
     def build(self, mode, config):
+        """The network of ``config`` (read by ``MaskRCNNNet.from_config``) under its SEED and
+        MIXED_PRECISION."""
         if config.IMAGE_RESIZE_MODE != "none":
             h, w = config.IMAGE_SHAPE[:2]
             if h / 2 ** 6 != int(h / 2 ** 6) or w / 2 ** 6 != int(w / 2 ** 6):

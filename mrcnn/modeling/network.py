@@ -6,8 +6,11 @@
 - ``box_head``: pooled ROIs [N, 7, 7, D] -> class logits/probs [N, C], deltas [N, C, 4];
 - ``mask_head``: pooled ROIs [N, 14, 14, D] -> sigmoid masks [N, 28, 28, C].
 
-All boxes are normalised (y1, x1, y2, x2). ``weight_groups()`` gives the flat name -> layer map
-that the HDF5 file uses (``rpn_model`` stays one group, as in matterport's file).
+It takes explicit arguments; ``MaskRCNNNet.from_config(config, mode)`` (through
+``network_args``) is the one place that reads a ``Config`` for the network, and
+``MaskRCNNNet(**net.get_config())`` rebuilds it. All boxes are normalised (y1, x1, y2, x2).
+``weight_groups()`` gives the flat name -> layer map that the HDF5 file uses (``rpn_model``
+stays one group, as in matterport's file).
 """
 from __future__ import annotations
 
