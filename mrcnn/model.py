@@ -67,6 +67,8 @@ class MaskRCNN(InspectMixin):
 
     # ------------------------------------------------------------------ building
     def build(self, mode, config):
+        """The network of ``config`` (read by ``MaskRCNNNet.from_config``) under its SEED and
+        MIXED_PRECISION."""
         if config.IMAGE_RESIZE_MODE != "none":
             h, w = config.IMAGE_SHAPE[:2]
             if h / 2 ** 6 != int(h / 2 ** 6) or w / 2 ** 6 != int(w / 2 ** 6):
@@ -78,14 +80,14 @@ class MaskRCNN(InspectMixin):
             keras.utils.set_random_seed(int(config.SEED))
         policy = getattr(config, "MIXED_PRECISION", None)
         if not policy:
-            return MatterportNet(config, mode=mode)
+            return MatterportNet.from_config(config, mode)
         import keras
 
         # Layers take the global policy when they are built; restore it so other models are unaffected.
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(policy)
         try:
-            return MatterportNet(config, mode=mode)
+            return MatterportNet.from_config(config, mode)
         finally:
             keras.config.set_dtype_policy(previous)
 

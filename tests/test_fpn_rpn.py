@@ -4,16 +4,23 @@ import numpy as np
 import pytest
 
 from mrcnn.structures.anchors import get_anchors
-from mrcnn.modeling.network import build_feature_model
+from mrcnn.modeling.network import build_feature_model, network_args
 from mrcnn.modeling.rpn import apply_rpn, build_rpn_model
 from tests.helpers import RPN_LAYOUT, fpn_layout, tiny_config
+
+
+def features_of(config):
+    """The feature model of ``config``'s network, from the explicit arguments."""
+    a = network_args(config)
+    return build_feature_model(a["image_shape"], a["backbone"], a["train_bn"], a["pyramid_size"],
+                               a["anchor_stride"], a["anchors_per_location"], a["rpn_conv_channels"])
 
 
 @pytest.fixture(scope="module")
 def resnet101_features():
     config = tiny_config(BACKBONE="resnet101", TOP_DOWN_PYRAMID_SIZE=256, RPN_CONV_CHANNELS=512,
                          RPN_ANCHOR_SCALES=(32, 64, 128, 256, 512))
-    return build_feature_model(config)
+    return features_of(config)
 
 
 def test_fpn_names_and_shapes(resnet101_features):
@@ -38,7 +45,7 @@ def test_rpn_is_one_nested_model(resnet101_features):
 @pytest.mark.parametrize("mode,shape", [("square", (128, 128)), ("pad64", (192, 128))])
 def test_rpn_outputs_one_row_per_anchor(mode, shape):
     config = tiny_config(IMAGE_RESIZE_MODE=mode)
-    model = build_feature_model(config)
+    model = features_of(config)
     outs = model(np.zeros((2,) + shape + (3,), np.float32))
     p2, p3, p4, p5, p6, logits, probs, deltas = outs
     assert [tuple(p.shape[1:3]) for p in (p2, p3, p4, p5, p6)] == \

@@ -1,13 +1,14 @@
 """ResNet backbones with matterport's layer names, so ``mask_rcnn_coco.h5`` loads by name.
 
-``build_backbone(input_image, config)`` returns [C1, C2, C3, C4, C5] feature maps at strides
-2, 4, 8, 16, 32. Names: ``conv1``/``bn_conv1``; ``res{stage}{block}_branch2a|2b|2c`` with BN
+``build_backbone(input_image, backbone, train_bn)`` returns [C1, C2, C3, C4, C5] feature maps at
+strides 2, 4, 8, 16, 32. Names: ``conv1``/``bn_conv1``; ``res{stage}{block}_branch2a|2b|2c`` with BN
 ``bn{stage}{block}_branch2a|..``; conv blocks add ``_branch1``. All convs have biases; the stride
 sits on the 1x1 ``2a`` conv and on ``branch1``.
 
-``BACKBONE`` may be "resnet50", "resnet101", "small" (a narrow one-block-per-stage ResNet for
-tests and CPU demos, same names) or a callable ``f(input_image, stage5=True, train_bn=...)``
-returning the same five tensors, as in matterport.
+``backbone`` (the config's ``BACKBONE``) may be "resnet50", "resnet101", "small" (a narrow
+one-block-per-stage ResNet for tests and CPU demos, same names), a callable
+``f(input_image, stage5=True, train_bn=...)`` returning the same five tensors, as in
+matterport, or that callable's "module:function" name.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import keras
 from keras import layers as KL
 from keras import ops
 
+from mrcnn.io.config_checks import resolve_callable
 from mrcnn.modeling.conv import FastGradConv2D
 
 # Per stage: (filters of 2a, 2b, 2c), number of blocks. Stage 4 depends on depth.
@@ -114,11 +116,9 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=False):
     return outputs
 
 
-def build_backbone(input_image, config):
-    """[C1..C5] for ``config.BACKBONE`` (a name or a callable)."""
-    from mrcnn.config import _resolve_callable  # "module:function" strings and class-attribute functions
-
-    backbone = _resolve_callable("BACKBONE", config.BACKBONE)
+def build_backbone(input_image, backbone="resnet101", train_bn=False):
+    """[C1..C5] for ``backbone``: a built-in name, a callable or its "module:function" name."""
+    backbone = resolve_callable("BACKBONE", backbone)
     if callable(backbone):
-        return list(backbone(input_image, stage5=True, train_bn=config.TRAIN_BN))
-    return resnet_graph(input_image, backbone, stage5=True, train_bn=config.TRAIN_BN)
+        return list(backbone(input_image, stage5=True, train_bn=train_bn))
+    return resnet_graph(input_image, backbone, stage5=True, train_bn=train_bn)

@@ -19,6 +19,9 @@ import tensorflow as tf
 
 from mrcnn.modeling.network import MaskRCNNNet
 
+# image_meta: id, original shape (3), molded shape (3), window (4), scale, then one flag per
+# class (``mrcnn.structures.image.compose_image_meta``).
+META_SIZE_FIXED = 12
 VIEW_LAYERS = ("input_image_meta", "input_anchors", "rpn_class", "rpn_bbox", "ROI", "mrcnn_class",
                "mrcnn_bbox", "mrcnn_mask", "mrcnn_detection")
 
@@ -40,10 +43,25 @@ class _NetLayer(keras.layers.Layer):
     """A weightless view layer that runs part of ``MaskRCNNNet`` (held untracked)."""
 
     def __init__(self, net, **kwargs):
-        super().__init__(dtype="float32", **kwargs)
+        kwargs.setdefault("dtype", "float32")   # the graph layers work in float32 (see ``features``)
+        super().__init__(**kwargs)
         object.__setattr__(self, "_net", net)
 
+    def get_config(self):
+        """The layer's config plus the viewed network's explicit arguments ("net")."""
+        config = super().get_config()
+        config["net"] = self._net.get_config()
+        return config
 
+    @classmethod
+    def from_config(cls, config):
+        """A view of a network rebuilt from config["net"] (fresh weights, as Keras' from_config)."""
+        config = dict(config)
+        config["net"] = MaskRCNNNet.from_config(config["net"])
+        return super().from_config(config)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
 class MetaWindows(_NetLayer):
     """image_meta [B, META] -> the image window [B, 4] normalised to the molded image."""
 
@@ -56,6 +74,7 @@ class MetaWindows(_NetLayer):
         return (meta_shape[0], 4)
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class Classifier(_NetLayer):
     """rois [B, R, 4], image_meta, P2..P5 -> logits [B, R, C], probs [B, R, C], deltas [B, R, C, 4]."""
 
@@ -63,10 +82,11 @@ class Classifier(_NetLayer):
         return _with_meta(self._net.classify, rois, [p2, p3, p4, p5], meta=meta)
 
     def compute_output_shape(self, rois_shape, *_):
-        b, r, c = rois_shape[0], rois_shape[1], self._net.config.NUM_CLASSES
+        b, r, c = rois_shape[0], rois_shape[1], self._net.num_classes
         return (b, r, c), (b, r, c), (b, r, c, 4)
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class MaskGraph(_NetLayer):
     """detections [B, D, 6], image_meta, P2..P5 -> all-class mask probs [B, D, 28, 28, C].
 
@@ -95,15 +115,14 @@ class MaskGraph(_NetLayer):
         return tf.reshape(masks, tf.concat([[b, d], tf.shape(masks)[1:]], axis=0))
 
     def compute_output_shape(self, det_shape, *_):
-        c, (h, w) = self._net.config.NUM_CLASSES, self._net.config.MASK_SHAPE
+        c, (h, w) = self._net.num_classes, self._net.mask_shape
         return (det_shape[0], det_shape[1], h, w, c)
 
 
 def build_inference_view(net):
     """The functional inference graph over ``net``'s layers (see the module docstring)."""
-    config = net.config
     image = net.feature_model.input
-    meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
+    meta = keras.Input(shape=(META_SIZE_FIXED + net.num_classes,), name="input_image_meta")
     anchors = keras.Input(shape=(None, 4), name="input_anchors")
     outs = net.feature_model.outputs
     pyramid, rpn_probs, rpn_deltas = outs[:5], outs[6], outs[7]
@@ -188,5 +207,6 @@ def _legacy_h5(filepath):
     return name.endswith((".h5", ".hdf5")) and not name.endswith(".weights.h5")
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class MatterportNet(MatterportSurface, MaskRCNNNet):
     """``MaskRCNNNet`` with matterport's model surface; what ``MaskRCNN.keras_model`` is."""

@@ -50,16 +50,21 @@ def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, an
         for i in range(len(scales))], axis=0)
 
 
+def feature_shapes(image_shape, strides):
+    """Feature-map sizes int [len(strides), 2]: ceil(side / stride) per level."""
+    return np.array([[int(math.ceil(image_shape[0] / s)), int(math.ceil(image_shape[1] / s))]
+                     for s in strides], dtype=int)
+
+
 def compute_backbone_shapes(config, image_shape):
     """Feature-map sizes of the pyramid levels: int [len(BACKBONE_STRIDES), 2].
 
     Uses ``config.COMPUTE_BACKBONE_SHAPE(image_shape)`` when it is callable,
-    otherwise ceil(side / stride) for each stride.
+    otherwise ``feature_shapes(image_shape, config.BACKBONE_STRIDES)``.
     """
     if callable(config.COMPUTE_BACKBONE_SHAPE):
         return np.asarray(config.COMPUTE_BACKBONE_SHAPE(image_shape), dtype=int).reshape(-1, 2)
-    return np.array([[int(math.ceil(image_shape[0] / s)), int(math.ceil(image_shape[1] / s))]
-                     for s in config.BACKBONE_STRIDES], dtype=int)
+    return feature_shapes(image_shape, config.BACKBONE_STRIDES)
 
 
 _CACHE = collections.OrderedDict()
@@ -68,23 +73,31 @@ _LOCK = threading.Lock()
 
 
 def get_anchors(config, image_shape, normalized=True):
-    """Anchors of an image of ``image_shape`` (H, W[, C]) under ``config``.
+    """Anchors of an image of ``image_shape`` (H, W[, C]) under ``config`` (matterport's
+    signature; reads RPN_ANCHOR_*, BACKBONE_STRIDES, COMPUTE_BACKBONE_SHAPE): see ``anchors_for``."""
+    return anchors_for(image_shape, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+                       config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE,
+                       compute_backbone_shapes(config, image_shape), normalized)
 
-    Returns a read-only float32 [A, (y1, x1, y2, x2)], normalised with
-    ``boxes.norm_boxes`` when ``normalized`` (pixels otherwise). Results are
-    cached by (anchor settings, backbone shapes, image size).
+
+def anchors_for(image_shape, scales, ratios, strides, anchor_stride, shapes=None,
+                normalized=True):
+    """Anchors of an image of ``image_shape`` (H, W[, C]), explicit arguments.
+
+    scales/strides: one per level; ``shapes`` int [levels, 2] feature-map sizes (default
+    ``feature_shapes(image_shape, strides)``). Returns a read-only float32
+    [A, (y1, x1, y2, x2)], normalised with ``boxes.norm_boxes`` when ``normalized`` (pixels
+    otherwise). Results are cached by (anchor settings, feature shapes, image size).
     """
-    shapes = compute_backbone_shapes(config, image_shape)
-    key = (tuple(np.ravel(config.RPN_ANCHOR_SCALES).tolist()),
-           tuple(np.ravel(config.RPN_ANCHOR_RATIOS).tolist()),
-           tuple(np.ravel(config.BACKBONE_STRIDES).tolist()), int(config.RPN_ANCHOR_STRIDE),
+    shapes = feature_shapes(image_shape, strides) if shapes is None else np.asarray(shapes, int)
+    key = (tuple(np.ravel(scales).tolist()), tuple(np.ravel(ratios).tolist()),
+           tuple(np.ravel(strides).tolist()), int(anchor_stride),
            shapes.tobytes(), tuple(int(s) for s in image_shape[:2]), bool(normalized))
     with _LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-    anchors = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-                                       shapes, config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+    anchors = generate_pyramid_anchors(scales, ratios, shapes, strides, anchor_stride)
     if normalized:
         anchors = norm_boxes(anchors, image_shape[:2])
     anchors = anchors.astype(np.float32)
