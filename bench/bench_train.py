@@ -151,7 +151,7 @@ def breakdown(size, batch, backbone, repeats=3):
     from mrcnn.structures.anchors import get_anchors
     from mrcnn.data.data_pipeline import InputPipeline
     from mrcnn.model import MaskRCNN
-    from mrcnn.engine.train_graph import compute_losses, total_loss
+    from mrcnn.engine.train_graph import TargetSpec, compute_losses, total_loss
 
     config = make_config(size, batch, backbone)
     keras.utils.set_random_seed(1)
@@ -160,6 +160,7 @@ def breakdown(size, batch, backbone, repeats=3):
     b = next(iter(InputPipeline(dataset, config, dataset.image_ids, seed=1).stream(0, 1)))
     anchors = tf.constant(get_anchors(config, (size, size), normalized=True))
     seed = tf.constant([1, 0], tf.int64)
+    targets = TargetSpec.from_config(config)
     images = tf.cast(b["image"], tf.float32) - tf.constant(config.MEAN_PIXEL, tf.float32)
     variables, feature_vars = net.trainable_variables, net.feature_model.trainable_variables
     rois = config.TRAIN_ROIS_PER_IMAGE * batch
@@ -179,11 +180,12 @@ def breakdown(size, batch, backbone, repeats=3):
         return tape.gradient(s, feature_vars)[0]
 
     def losses_fwd():
-        return compute_losses(net, b, anchors, config, True, seed)["mrcnn_mask_loss"]
+        return compute_losses(net, b, anchors, targets, config.MEAN_PIXEL, True, seed)["mrcnn_mask_loss"]
 
     def all_fwd_bwd():
         with tf.GradientTape() as tape:
-            total = total_loss(compute_losses(net, b, anchors, config, True, seed), config, variables)
+            losses = compute_losses(net, b, anchors, targets, config.MEAN_PIXEL, True, seed)
+            total = total_loss(losses, config.LOSS_WEIGHTS, config.WEIGHT_DECAY, variables)
         return tape.gradient(total, variables)[0]
 
     def conv1_as_conv():

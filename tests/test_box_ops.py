@@ -73,20 +73,6 @@ def test_clip_per_image_windows():
     np.testing.assert_allclose(got[1], [[0.25, 0.0, 1.0, 0.45], [0.25, 0.3, 0.4, 0.45]])
 
 
-def test_normalize_denormalize_match_numpy():
-    rng = np.random.default_rng(2)
-    pixels = np.round(random_boxes(rng, 10, size=500))
-    shape = (512, 384)
-    norm = box_ops.normalize_boxes(pixels, shape).numpy()
-    np.testing.assert_allclose(norm, utils.norm_boxes(pixels, shape), rtol=1e-6, atol=1e-7)
-    # Hand-worked: the whole image maps to [0, 0, 1, 1].
-    np.testing.assert_allclose(box_ops.normalize_boxes(np.array([[0, 0, 512, 384]]), shape).numpy(),
-                               [[0, 0, 1, 1]])
-    back = box_ops.denormalize_boxes(norm, tf.constant(shape)).numpy()
-    np.testing.assert_allclose(back, pixels, atol=1e-3)
-    np.testing.assert_array_equal(np.round(back).astype(np.int32), utils.denorm_boxes(norm, shape))
-
-
 def test_box_area_and_trim_zero_rows():
     boxes = np.array([[0, 0, 2, 3], [0, 0, 0, 0], [1, 1, 5, 2], [0, 0, 0, 0]], np.float32)
     np.testing.assert_array_equal(np.asarray(box_ops.box_area(tf.constant(boxes))), [6, 0, 4, 0])

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from mrcnn.config import Config
-from mrcnn.engine.proposal_targets import batch_detection_targets, detection_targets, target_sizes
+from mrcnn.engine.proposal_targets import TargetSpec, batch_detection_targets, detection_targets, target_sizes
 
 STD = np.array([0.1, 0.1, 0.2, 0.2])
 
@@ -18,7 +18,7 @@ def make_config(rois=20, ratio=0.25, mini=False, mini_shape=(56, 56), mask=28, i
         MASK_POOL_SIZE = mask // 2
         MASK_SHAPE = [mask, mask]
         ROI_INCLUDE_GT = include_gt
-    return C()
+    return TargetSpec.from_config(C())
 
 
 def norm(px, size):
@@ -70,7 +70,7 @@ def run(props, ids, boxes, masks, cfg, seed=(1, 2)):
 def test_counts_ratio_layout_and_deltas():
     props, ids, boxes, masks = scene(np.random.default_rng(0))
     cfg = make_config(rois=20, ratio=0.25)
-    assert target_sizes(cfg) == (20, 5)
+    assert target_sizes(20, 0.25) == (20, 5) == cfg.sizes
     rois, cls, deltas, mt, npos = run(props, ids, boxes, masks, cfg)
     assert rois.shape == (20, 4) and cls.dtype == np.int32 and mt.shape == (5, 28, 28)
     assert npos == 5                                     # 12 positives (10 + 2 GT) capped at P

@@ -185,7 +185,7 @@ def test_training_graph_uses_the_molded_size(tmp_path, monkeypatch):
     from mrcnn.structures.anchors import get_anchors
     from mrcnn.data.data_pipeline import InputPipeline
     from mrcnn.model import MaskRCNN
-    from mrcnn.engine.train_graph import compute_losses
+    from mrcnn.engine.train_graph import TargetSpec, compute_losses
     from tests.train_helpers import first_batch, shapes, train_config
 
     small = train_config()
@@ -201,6 +201,7 @@ def test_training_graph_uses_the_molded_size(tmp_path, monkeypatch):
 
     monkeypatch.setattr(roi_align, "roi_levels", spy)
     anchors = tf.constant(get_anchors(small, (64, 64), normalized=True))
-    compute_losses(net, batch, anchors, config, training=True, seed=tf.constant([1, 0], tf.int64))
+    compute_losses(net, batch, anchors, TargetSpec.from_config(config), config.MEAN_PIXEL, training=True,
+                   seed=tf.constant([1, 0], tf.int64))
     assert tuple(config.IMAGE_SHAPE[:2]) == (128, 128)
     assert areas == [[64.0 * 64]] * 2

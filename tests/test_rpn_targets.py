@@ -2,16 +2,9 @@
 import numpy as np
 import pytest
 
-from mrcnn.config import Config
 from mrcnn.data.rpn_targets import AnchorIndex, build_rpn_targets
 
 STD = np.array([0.1, 0.1, 0.2, 0.2])
-
-
-def make_config(total=256):
-    class C(Config):
-        RPN_TRAIN_ANCHORS_PER_IMAGE = total
-    return C()
 
 
 def pyramid_anchors(size, scales, ratios=(0.5, 1, 2), strides=(4, 8, 16, 32, 64)):
@@ -65,7 +58,7 @@ def deltas_ref(a, g):
 def test_hand_built_counts():
     anchors = np.array([[0, 0, 10, 10], [0, 5, 10, 15], [20, 20, 30, 30], [50, 50, 60, 60]], float)
     m, bbox = build_rpn_targets(anchors, np.array([1]), np.array([[0, 0, 10, 10]], float),
-                                make_config(256), np.random.default_rng(0))
+                                256, STD, np.random.default_rng(0))
     # IoUs: 1, 1/3 (neutral), 0, 0.
     assert m.dtype == np.int32 and bbox.dtype == np.float32
     assert m.tolist() == [1, 0, -1, -1]
@@ -80,7 +73,7 @@ def test_ties_when_no_anchor_reaches_07():
                         [0, 5, 10, 15],      # IoU 1/3, tied best
                         [0, 0, 10, 40],      # IoU 1/4 -> negative
                         [40, 40, 50, 50]], float)
-    m, bbox = build_rpn_targets(anchors, np.array([1]), gt, make_config(256), np.random.default_rng(0))
+    m, bbox = build_rpn_targets(anchors, np.array([1]), gt, 256, STD, np.random.default_rng(0))
     assert m.tolist() == [1, 1, -1, -1]
     np.testing.assert_allclose(bbox[0], deltas_ref(anchors[0], gt[0]), rtol=1e-6)
     np.testing.assert_allclose(bbox[1], deltas_ref(anchors[1], gt[0]), rtol=1e-6)
@@ -89,7 +82,7 @@ def test_ties_when_no_anchor_reaches_07():
 def test_best_anchor_positive_even_below_negative_threshold():
     anchors = np.array([[0, 0, 10, 10], [100, 100, 110, 110]], float)
     gt = np.array([[2, 4, 12, 24]], float)           # IoU 48/252 = 0.19 with anchor 0
-    m, bbox = build_rpn_targets(anchors, np.array([3]), gt, make_config(256), np.random.default_rng(0))
+    m, bbox = build_rpn_targets(anchors, np.array([3]), gt, 256, STD, np.random.default_rng(0))
     assert m.tolist() == [1, -1]
     # Hand computation: anchor cy=cx=5, h=w=10; GT cy=7, cx=14, h=10, w=20.
     np.testing.assert_allclose(bbox[0], [0.2 / 0.1, 0.9 / 0.1, 0.0, np.log(2) / 0.2], rtol=1e-6)
@@ -98,7 +91,7 @@ def test_best_anchor_positive_even_below_negative_threshold():
 def test_rpn_bbox_rows_follow_anchor_order_and_best_gt():
     gts = np.array([[50, 50, 70, 90], [0, 0, 20, 20]], float)
     anchors = np.array([[0, 1, 20, 21], [200, 200, 210, 210], [50, 52, 70, 92]], float)
-    m, bbox = build_rpn_targets(anchors, np.array([1, 2]), gts, make_config(256), np.random.default_rng(0))
+    m, bbox = build_rpn_targets(anchors, np.array([1, 2]), gts, 256, STD, np.random.default_rng(0))
     assert m.tolist() == [1, -1, 1]
     np.testing.assert_allclose(bbox[0], deltas_ref(anchors[0], gts[1]), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(bbox[1], deltas_ref(anchors[2], gts[0]), rtol=1e-6, atol=1e-7)
@@ -110,12 +103,12 @@ def test_positive_cap_and_negative_fill():
     pos = np.repeat(gt, 300, axis=0)                               # 300 IoU-1 anchors
     neg = np.array([[100 + i, 100, 110 + i, 110] for i in range(500)], float)
     anchors = np.concatenate([pos, neg])
-    m, bbox = build_rpn_targets(anchors, np.array([1]), gt, make_config(256), np.random.default_rng(1))
+    m, bbox = build_rpn_targets(anchors, np.array([1]), gt, 256, STD, np.random.default_rng(1))
     assert (m == 1).sum() == 128 and (m == -1).sum() == 128 and (m == 0).sum() == 800 - 256
     assert set(np.flatnonzero(m == 1)) <= set(range(300))
     assert np.abs(bbox[:128]).max() < 1e-6 and not bbox[128:].any()
     # Few positives: negatives fill the rest of the budget.
-    m2, _ = build_rpn_targets(anchors[295:], np.array([1]), gt, make_config(256), np.random.default_rng(1))
+    m2, _ = build_rpn_targets(anchors[295:], np.array([1]), gt, 256, STD, np.random.default_rng(1))
     assert (m2 == 1).sum() == 5 and (m2 == -1).sum() == 251
 
 
@@ -126,10 +119,10 @@ def test_crowd_boxes():
                         [200, 200, 210, 210]], float)
     ids = np.array([-1, 2])
     boxes = np.array([[0, 0, 10, 10], [60, 60, 70, 70]], float)
-    m, _ = build_rpn_targets(anchors, ids, boxes, make_config(256), np.random.default_rng(0))
+    m, _ = build_rpn_targets(anchors, ids, boxes, 256, STD, np.random.default_rng(0))
     assert m.tolist() == [0, 0, 1, -1]
     # Only crowds: no positives, crowd-adjacent anchors still not negative.
-    m, bbox = build_rpn_targets(anchors, ids[:1], boxes[:1], make_config(256), np.random.default_rng(0))
+    m, bbox = build_rpn_targets(anchors, ids[:1], boxes[:1], 256, STD, np.random.default_rng(0))
     assert m.tolist() == [0, 0, -1, -1] and not bbox.any()
 
 
@@ -137,7 +130,7 @@ def test_empty_gt_gives_exactly_budget_negatives():
     anchors = pyramid_anchors(64, (8, 16, 32, 64, 128))
     for ids, boxes in [(np.zeros(0, np.int32), np.zeros((0, 4))),
                        (np.zeros(3, np.int32), np.zeros((3, 4)))]:   # zero rows = padding
-        m, bbox = build_rpn_targets(anchors, ids, boxes, make_config(64), np.random.default_rng(0))
+        m, bbox = build_rpn_targets(anchors, ids, boxes, 64, STD, np.random.default_rng(0))
         assert (m == -1).sum() == 64 and (m == 1).sum() == 0
         assert bbox.shape == (64, 4) and not bbox.any()
 
@@ -146,10 +139,9 @@ def test_determinism_under_seed():
     anchors = pyramid_anchors(128, (8, 16, 32, 64, 128))
     boxes = np.array([[10, 10, 60, 50], [70, 20, 120, 100], [5, 80, 30, 126]], float)
     ids = np.array([1, 1, 2])
-    cfg = make_config(32)
-    a = build_rpn_targets(anchors, ids, boxes, cfg, np.random.default_rng(7))
-    b = build_rpn_targets(anchors, ids, boxes, cfg, np.random.default_rng(7))
-    c = build_rpn_targets(anchors, ids, boxes, cfg, np.random.default_rng(8))
+    a = build_rpn_targets(anchors, ids, boxes, 32, STD, np.random.default_rng(7))
+    b = build_rpn_targets(anchors, ids, boxes, 32, STD, np.random.default_rng(7))
+    c = build_rpn_targets(anchors, ids, boxes, 32, STD, np.random.default_rng(8))
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     assert not np.array_equal(a[0], c[0])
@@ -167,7 +159,7 @@ def test_matches_dense_reference_without_subsampling(seed):
     boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
     ids = rng.choice([-1, 1, 2, 3], n, p=[0.15, 0.45, 0.2, 0.2])
     m_ref, best, real = labels_ref(anchors, ids, boxes)
-    m, bbox = build_rpn_targets(anchors, ids, boxes, make_config(10 ** 6), rng)
+    m, bbox = build_rpn_targets(anchors, ids, boxes, 10 ** 6, STD, rng)
     np.testing.assert_array_equal(m, m_ref)
     pos = np.flatnonzero(m_ref == 1)
     want = np.array([deltas_ref(anchors[i], real[best[i]]) for i in pos]).reshape(-1, 4)
@@ -178,11 +170,11 @@ def test_matches_dense_reference_without_subsampling(seed):
 def test_prebuilt_index_equals_array_and_bad_shapes():
     anchors = pyramid_anchors(64, (8, 16, 32, 64, 128))
     boxes = np.array([[4, 4, 30, 40]], float)
-    a = build_rpn_targets(anchors, [1], boxes, make_config(32), np.random.default_rng(3))
-    b = build_rpn_targets(AnchorIndex(anchors), [1], boxes, make_config(32), np.random.default_rng(3))
+    a = build_rpn_targets(anchors, [1], boxes, 32, STD, np.random.default_rng(3))
+    b = build_rpn_targets(AnchorIndex(anchors), [1], boxes, 32, STD, np.random.default_rng(3))
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     with pytest.raises(ValueError, match="anchors must be"):
         AnchorIndex(np.zeros((5, 3)))
     with pytest.raises(ValueError, match="gt_class_ids has 2 rows"):
-        build_rpn_targets(anchors, [1, 2], boxes, make_config(32))
+        build_rpn_targets(anchors, [1, 2], boxes, 32, STD)

@@ -19,7 +19,7 @@ from mrcnn.structures.anchors import get_anchors
 from mrcnn.data.data_pipeline import InputPipeline
 from mrcnn.data.inputs import validate_dataset
 from mrcnn.model import MaskRCNN
-from mrcnn.engine.train_graph import LOSS_NAMES, compute_losses, total_loss
+from mrcnn.engine.train_graph import LOSS_NAMES, TargetSpec, compute_losses, total_loss
 from mrcnn.engine.training import NonFiniteLossError, Trainer
 from tests.train_helpers import faulty_shapes, first_batch, shapes, train_config
 
@@ -28,9 +28,9 @@ def _anchors(config):
 
 
 def _losses(net, batch, config, seed):
-    losses = compute_losses(net, batch, _anchors(config), config, training=True,
-                            seed=tf.constant(seed, tf.int64))
-    losses["loss"] = total_loss(losses, config, net.trainable_variables)
+    losses = compute_losses(net, batch, _anchors(config), TargetSpec.from_config(config), config.MEAN_PIXEL,
+                            training=True, seed=tf.constant(seed, tf.int64))
+    losses["loss"] = total_loss(losses, config.LOSS_WEIGHTS, config.WEIGHT_DECAY, net.trainable_variables)
     return {k: float(v) for k, v in losses.items()}
 
 
@@ -44,9 +44,9 @@ def test_box_and_mask_losses_are_exactly_zero_without_instances(tmp_path):
     assert not batch["gt_class_ids"].numpy().any()
     net = model.keras_model
     with tf.GradientTape() as tape:
-        losses = compute_losses(net, batch, _anchors(config), config, training=True,
-                                seed=tf.constant([1, 0], tf.int64))
-        total = total_loss(losses, config, net.trainable_variables)
+        losses = compute_losses(net, batch, _anchors(config), TargetSpec.from_config(config), config.MEAN_PIXEL,
+                                training=True, seed=tf.constant([1, 0], tf.int64))
+        total = total_loss(losses, config.LOSS_WEIGHTS, config.WEIGHT_DECAY, net.trainable_variables)
     grads = tape.gradient(total, net.trainable_variables)
     for k in ("rpn_bbox_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss"):
         assert float(losses[k]) == 0.0, k

@@ -15,7 +15,7 @@ from mrcnn.structures.anchors import get_anchors
 from mrcnn.config import Config
 from mrcnn.data.data_pipeline import InputPipeline
 from mrcnn.model import MaskRCNN
-from mrcnn.engine.train_graph import LOSS_NAMES, compute_losses, total_loss
+from mrcnn.engine.train_graph import LOSS_NAMES, TargetSpec, compute_losses, total_loss
 from mrcnn.engine.training import Trainer, _make_optimizer
 from tests.train_helpers import first_batch, shapes, train_config
 
@@ -94,8 +94,9 @@ def _check_first_train_step(tmp_path):
     anchors = tf.constant(get_anchors(config, (64, 64), normalized=True))
     seed = tf.constant([4, 0], tf.int64)
     with tf.GradientTape() as tape:
-        losses = compute_losses(net, batch, anchors, config, training=True, seed=seed)
-        total = total_loss(losses, config, variables)
+        losses = compute_losses(net, batch, anchors, TargetSpec.from_config(config), config.MEAN_PIXEL,
+                                training=True, seed=seed)
+        total = total_loss(losses, config.LOSS_WEIGHTS, config.WEIGHT_DECAY, variables)
     grads = [g.numpy() for g in tape.gradient(total, variables)]
     decay = float(total) - sum(float(losses[k]) for k in LOSS_NAMES)
     np.testing.assert_allclose(decay, _decay_numpy(variables, 1e-2), rtol=1e-4)

@@ -74,7 +74,7 @@ def test_xla_compiled_training_step_equals_the_uncompiled_one(tmp_path):
     from mrcnn.data.data_pipeline import InputPipeline
     from mrcnn.model import MaskRCNN
     from mrcnn.data.shapes import ShapesDataset
-    from mrcnn.engine.train_graph import total_loss
+    from mrcnn.engine.train_graph import TargetSpec, total_loss
     from mrcnn.engine.train_graph_static import compute_losses_static
     from mrcnn.engine.training import Trainer
     from tests.helpers import tiny_config
@@ -97,8 +97,9 @@ def test_xla_compiled_training_step_equals_the_uncompiled_one(tmp_path):
 
     def forward(batch, seed):
         with tf.GradientTape() as tape:
-            losses = compute_losses_static(net, batch, anchors, config, training=True, seed=seed)
-            total = total_loss(losses, config, variables)
+            losses = compute_losses_static(net, batch, anchors, TargetSpec.from_config(config), config.MEAN_PIXEL,
+                                           training=True, seed=seed)
+            total = total_loss(losses, config.LOSS_WEIGHTS, config.WEIGHT_DECAY, variables)
         return losses, tape.gradient(total, variables)
 
     want, want_grads = tf.function(forward, autograph=False)(batch, seed)

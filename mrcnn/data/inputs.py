@@ -107,7 +107,8 @@ def prepare_sample(dataset, config, image_id, anchors, augmentation=None, rng=No
     if len(class_ids) > g:
         keep = np.sort(rng.choice(len(class_ids), g, replace=False))
         class_ids, bbox, mask = class_ids[keep], bbox[keep], mask[:, :, keep]
-    rpn_match, rpn_bbox = build_rpn_targets(anchors, class_ids, bbox, config, rng=rng)
+    rpn_match, rpn_bbox = build_rpn_targets(anchors, class_ids, bbox, config.RPN_TRAIN_ANCHORS_PER_IMAGE,
+                                            config.RPN_BBOX_STD_DEV, rng=rng)
     n = len(class_ids)
     gt_class_ids = np.zeros([g], np.int32)
     gt_boxes = np.zeros([g, 4], np.float32)

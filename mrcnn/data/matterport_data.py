@@ -32,7 +32,8 @@ def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config):
     (deltas / RPN_BBOX_STD_DEV of the positives). ``image_shape`` is unused, as in matterport."""
     rpn_match, rpn_bbox = rpn_targets.build_rpn_targets(
         np.asarray(anchors, np.float32), np.asarray(gt_class_ids), np.asarray(gt_boxes, np.float32),
-        config, rng=np.random.default_rng(np.random.randint(2 ** 31)))
+        config.RPN_TRAIN_ANCHORS_PER_IMAGE, config.RPN_BBOX_STD_DEV,
+        rng=np.random.default_rng(np.random.randint(2 ** 31)))
     return rpn_match.astype(np.int32), rpn_bbox.astype(np.float64)
 
 

@@ -12,6 +12,8 @@ import threading
 
 import numpy as np
 
+from mrcnn.structures.boxes import box_area, box_refinement, compute_overlaps, iou_from_corners
+
 # Matterport's thresholds (the released weights were trained with them).
 RPN_NEGATIVE_IOU = 0.3   # max IoU below this (and no crowd overlap): negative
 RPN_POSITIVE_IOU = 0.7   # max IoU at or above this: positive
@@ -126,27 +128,12 @@ class AnchorIndex:
         """
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         pos, bi = self.candidate_pairs(boxes, min_iou)
-        ih = np.minimum(self.y2[pos], boxes[bi, 2]) - np.maximum(self.y1[pos], boxes[bi, 0])
-        iw = np.minimum(self.x2[pos], boxes[bi, 3]) - np.maximum(self.x1[pos], boxes[bi, 1])
-        keep = np.flatnonzero((ih > 0) & (iw > 0))
-        pos, bi = pos[keep], bi[keep]
-        inter = ih[keep] * iw[keep]
-        barea = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        iou = inter / (self.area[pos] + barea[bi] - inter)
-        return self.order[pos], bi, iou
-
-
-def dense_iou(boxes1, boxes2):
-    """IoU matrix [N1, N2] of boxes1 [N1, 4] and boxes2 [N2, 4] (matterport's compute_overlaps)."""
-    b1 = np.asarray(boxes1, np.float64)[:, None, :]
-    b2 = np.asarray(boxes2, np.float64)[None, :, :]
-    ih = np.maximum(np.minimum(b1[..., 2], b2[..., 2]) - np.maximum(b1[..., 0], b2[..., 0]), 0)
-    iw = np.maximum(np.minimum(b1[..., 3], b2[..., 3]) - np.maximum(b1[..., 1], b2[..., 1]), 0)
-    inter = ih * iw
-    a1 = (b1[..., 2] - b1[..., 0]) * (b1[..., 3] - b1[..., 1])
-    a2 = (b2[..., 2] - b2[..., 0]) * (b2[..., 3] - b2[..., 1])
-    union = a1 + a2 - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+        # Structure-of-arrays gathers: 1-D gathers are much faster than row gathers.
+        anchor = (self.y1[pos], self.x1[pos], self.y2[pos], self.x2[pos])
+        box = tuple(np.ascontiguousarray(boxes[:, i])[bi] for i in range(4))
+        iou = iou_from_corners(anchor, box, self.area[pos], box_area(boxes)[bi])
+        keep = np.flatnonzero(iou > 0)
+        return self.order[pos[keep]], bi[keep], iou[keep]
 
 
 # Single-entry cache: training uses one anchor set, so rebuilding the index
@@ -169,21 +156,6 @@ def _get_index(anchors):
     return idx
 
 
-def box_deltas(boxes, gt_boxes):
-    """Matterport's box refinement: (dy, dx, log dh, log dw) of boxes [N,4] -> gt_boxes [N,4]."""
-    boxes = np.asarray(boxes, np.float64)
-    gt_boxes = np.asarray(gt_boxes, np.float64)
-    h = boxes[:, 2] - boxes[:, 0]
-    w = boxes[:, 3] - boxes[:, 1]
-    cy = boxes[:, 0] + 0.5 * h
-    cx = boxes[:, 1] + 0.5 * w
-    gh = gt_boxes[:, 2] - gt_boxes[:, 0]
-    gw = gt_boxes[:, 3] - gt_boxes[:, 1]
-    gcy = gt_boxes[:, 0] + 0.5 * gh
-    gcx = gt_boxes[:, 1] + 0.5 * gw
-    return np.stack([(gcy - cy) / h, (gcx - cx) / w, np.log(gh / h), np.log(gw / w)], axis=1)
-
-
 def _segment_max(seg, values, n):
     """Max of values per segment id in [0, n) (0 where a segment is empty)."""
     out = np.zeros(n)
@@ -198,19 +170,20 @@ def _tied(ai, gj, iou, gt_max):
     return ai[(gm > 0) & (iou >= gm * (1.0 - TIE_RTOL))]
 
 
-def build_rpn_targets(anchors, gt_class_ids, gt_boxes, config, rng=None):
+def build_rpn_targets(anchors, gt_class_ids, gt_boxes, anchors_per_image, std_dev, rng=None):
     """RPN match labels and bbox targets for one image.
 
     anchors: float [A, (y1, x1, y2, x2)] pixels, or an ``AnchorIndex`` built from them.
     gt_class_ids: int [N]; negative ids are crowd boxes (never matched; anchors with
         IoU >= 0.001 to one are never negatives); 0 rows are padding and ignored.
     gt_boxes: float [N, (y1, x1, y2, x2)] pixels. N may be 0.
-    config: needs RPN_TRAIN_ANCHORS_PER_IMAGE and RPN_BBOX_STD_DEV.
+    anchors_per_image: the anchor budget (config.RPN_TRAIN_ANCHORS_PER_IMAGE).
+    std_dev: [4] divisor of the deltas (config.RPN_BBOX_STD_DEV).
     rng: np.random.Generator used for subsampling (default: a fresh one).
 
     Returns rpn_match int32 [A] (1 positive, -1 negative, 0 neutral) and rpn_bbox
-    float32 [RPN_TRAIN_ANCHORS_PER_IMAGE, 4]: deltas of the positive anchors (in anchor
-    order) to their best GT, divided by RPN_BBOX_STD_DEV, zero padded.
+    float32 [anchors_per_image, 4]: deltas of the positive anchors (in anchor order)
+    to their best GT, divided by std_dev, zero padded.
 
     Positives: max IoU >= 0.7, plus for each GT every anchor tied (within TIE_RTOL) for
     that GT's best IoU when it is > 0. Negatives: max IoU < 0.3 and not crowd-adjacent.
@@ -218,23 +191,30 @@ def build_rpn_targets(anchors, gt_class_ids, gt_boxes, config, rng=None):
     """
     index = _get_index(anchors)
     rng = np.random.default_rng() if rng is None else rng
-    total = int(config.RPN_TRAIN_ANCHORS_PER_IMAGE)
-    std = np.asarray(config.RPN_BBOX_STD_DEV, np.float64)
-    A = index.num
+    total = int(anchors_per_image)
     gt_class_ids = np.asarray(gt_class_ids).reshape(-1)
     gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
     if len(gt_class_ids) != len(gt_boxes):
         raise ValueError(f"gt_class_ids has {len(gt_class_ids)} rows but gt_boxes has {len(gt_boxes)}")
-
-    rpn_match = np.zeros(A, np.int32)
+    boxes = gt_boxes[gt_class_ids > 0]
+    rpn_match = _match_labels(index, boxes, gt_boxes[gt_class_ids < 0])
+    _subsample(rpn_match, total, rng)
     rpn_bbox = np.zeros((total, 4), np.float32)
+    pos = np.flatnonzero(rpn_match == 1)
+    if len(pos):
+        # Best GT of each kept positive, first on ties like matterport's argmax.
+        best_gt = np.argmax(compute_overlaps(index.anchors[pos], boxes), axis=1)
+        rpn_bbox[:len(pos)] = box_refinement(index.anchors[pos], boxes[best_gt],
+                                             std_dev=std_dev, dtype=np.float64)
+    return rpn_match, rpn_bbox
 
-    crowd = gt_class_ids < 0
-    real = gt_class_ids > 0
-    crowd_boxes = gt_boxes[crowd]
-    boxes = gt_boxes[real]
 
-    near_crowd = np.zeros(A, bool)
+def _match_labels(index, boxes, crowd_boxes):
+    """Labels int32 [A] before subsampling: 1 positive, -1 negative, 0 neutral.
+
+    boxes: float64 [N, 4] real GT boxes; crowd_boxes: float64 [K, 4].
+    """
+    near_crowd = np.zeros(index.num, bool)
     if len(crowd_boxes):
         ai, _, iou = index.sparse_iou(crowd_boxes, CROWD_IOU)
         near_crowd[ai[iou >= CROWD_IOU]] = True
@@ -242,8 +222,8 @@ def build_rpn_targets(anchors, gt_class_ids, gt_boxes, config, rng=None):
     # Pairs below RPN_NEGATIVE_IOU change neither label thresholds nor (unless a GT's
     # best IoU is that low) the ties, so phase 1 skips anchor bins that cannot reach it.
     floor_iou = RPN_NEGATIVE_IOU * (1.0 - 4 * TIE_RTOL)
-    reaches_neg = np.zeros(A, bool)
-    reaches_pos = np.zeros(A, bool)
+    reaches_neg = np.zeros(index.num, bool)
+    reaches_pos = np.zeros(index.num, bool)
     tied = [np.zeros(0, np.int64)]
     if len(boxes):
         ai, gj, iou = index.sparse_iou(boxes, floor_iou)
@@ -257,13 +237,16 @@ def build_rpn_targets(anchors, gt_class_ids, gt_boxes, config, rng=None):
         if len(low):
             ai2, gj2, iou2 = index.sparse_iou(boxes[low], gt_max[low] * (1.0 - 2 * TIE_RTOL))
             tied.append(_tied(ai2, gj2, iou2, _segment_max(gj2, iou2, len(low))))
-    tied = np.concatenate(tied)
 
+    rpn_match = np.zeros(index.num, np.int32)
     rpn_match[~reaches_neg & ~near_crowd] = -1
-    rpn_match[tied] = 1
+    rpn_match[np.concatenate(tied)] = 1
     rpn_match[reaches_pos] = 1
+    return rpn_match
 
-    # Subsample: at most half positive, negatives fill the rest.
+
+def _subsample(rpn_match, total, rng):
+    """In place: at most total // 2 positives, negatives fill the rest of ``total``."""
     pos = np.flatnonzero(rpn_match == 1)
     max_pos = total // 2
     if len(pos) > max_pos:
@@ -276,11 +259,3 @@ def build_rpn_targets(anchors, gt_class_ids, gt_boxes, config, rng=None):
         keep = rng.choice(neg, n_neg, replace=False)
         rpn_match[neg] = 0
         rpn_match[keep] = -1
-
-    pos = np.flatnonzero(rpn_match == 1)
-    if len(pos):
-        # Best GT of each kept positive, first on ties like matterport's argmax.
-        best_gt = np.argmax(dense_iou(index.anchors[pos], boxes), axis=1)
-        d = box_deltas(index.anchors[pos], boxes[best_gt]) / std
-        rpn_bbox[:len(pos)] = d
-    return rpn_match, rpn_bbox

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from mrcnn.structures import boxes_tf as box_ops
-from mrcnn.engine.proposal_targets import CROWD_IOU, POSITIVE_IOU, _as_seed, _mask_boxes_in_gt_frame, target_sizes
+from mrcnn.engine.proposal_targets import CROWD_IOU, POSITIVE_IOU, _as_seed, mask_crop_boxes
 from mrcnn.modeling.roi_align_gather import crop_and_resize
 
 
@@ -48,30 +48,21 @@ def _sample(candidate, count, seed, salt):
     return order, tf.minimum(count, tf.reduce_sum(tf.cast(candidate, tf.int32)))
 
 
-def detection_targets_static(proposals, gt_class_ids, gt_boxes, gt_masks, config, seed=None):
+def detection_targets_static(proposals, gt_class_ids, gt_boxes, gt_masks, spec, seed=None):
     """One image; inputs and outputs as ``proposal_targets.detection_targets`` (static shapes:
-    proposals [N, 4], gt_class_ids [G], gt_boxes [G, 4], gt_masks [mh, mw, G]).
+    proposals [N, 4], gt_class_ids [G], gt_boxes [G, 4], gt_masks [mh, mw, G]; spec a
+    ``proposal_targets.TargetSpec``).
 
     Returns rois [T, 4], roi_class_ids int32 [T], roi_deltas [T, 4], mask_targets [P, Mh, Mw],
     num_positive int32 scalar.
     """
-    T, P = target_sizes(config)
-    mh, mw = (int(v) for v in config.MASK_SHAPE)
+    T, P = spec.sizes
     proposals = tf.stop_gradient(tf.cast(tf.reshape(proposals, [-1, 4]), tf.float32))
     gt_boxes = tf.cast(tf.reshape(gt_boxes, [-1, 4]), tf.float32)
     gt_class_ids = tf.cast(tf.reshape(gt_class_ids, [-1]), tf.int32)
-    gt_masks = tf.cast(gt_masks, tf.float32)
     gt_valid = tf.reduce_any(tf.not_equal(gt_boxes, 0.0), axis=1) & tf.not_equal(gt_class_ids, 0)
     gt_ok, crowd = gt_valid & (gt_class_ids > 0), gt_valid & (gt_class_ids < 0)
-
-    row_valid = tf.reduce_any(tf.not_equal(proposals, 0.0), axis=1)
-    if getattr(config, "ROI_INCLUDE_GT", True):
-        proposals = tf.concat([proposals, gt_boxes], axis=0)
-        row_valid = tf.concat([row_valid, gt_ok], axis=0)
-    short = T - int(proposals.shape[0])
-    if short > 0:   # fewer rows than ROI slots: pad so every gather below stays in range
-        proposals = tf.pad(proposals, [[0, short], [0, 0]])
-        row_valid = tf.pad(row_valid, [[0, short]])
+    proposals, row_valid = _rows(proposals, gt_boxes, gt_ok, spec)
 
     iou = box_ops.iou_matrix(proposals, gt_boxes)                                  # [M, G]
     overlaps = tf.where(gt_ok[None, :], iou, 0.0)
@@ -81,8 +72,7 @@ def detection_targets_static(proposals, gt_class_ids, gt_boxes, gt_masks, config
     negative = row_valid & (roi_iou_max < POSITIVE_IOU) & (crowd_max < CROWD_IOU)
 
     pos_order, n_pos = _sample(positive, P, seed, 1)
-    ratio = float(config.ROI_POSITIVE_RATIO)
-    n_neg = tf.cast(tf.cast(n_pos, tf.float64) / ratio + 1e-6, tf.int32) - n_pos
+    n_neg = tf.cast(tf.cast(n_pos, tf.float64) / spec.positive_ratio + 1e-6, tf.int32) - n_pos
     n_neg = tf.where(n_pos > 0, tf.minimum(n_neg, T - n_pos), T)
     neg_order, n_neg = _sample(negative, n_neg, seed, 2)
 
@@ -97,23 +87,31 @@ def detection_targets_static(proposals, gt_class_ids, gt_boxes, gt_masks, config
     assignment = tf.argmax(tf.gather(overlaps, pos_order[:P]), axis=1, output_type=tf.int32)
     roi_gt_boxes = tf.gather(gt_boxes, assignment)
     class_ids = tf.where(pos_live, tf.gather(gt_class_ids, assignment), 0)
-    deltas = tf.where(pos_live[:, None], box_ops.encode_deltas(pos_rois, roi_gt_boxes, config.BBOX_STD_DEV), 0.0)
-    masks = _mask_targets(pos_rois, roi_gt_boxes, assignment, gt_masks, config, (mh, mw))
+    deltas = tf.where(pos_live[:, None], box_ops.encode_deltas(pos_rois, roi_gt_boxes, spec.bbox_std_dev), 0.0)
+    masks = _mask_targets(pos_rois, roi_gt_boxes, assignment, tf.cast(gt_masks, tf.float32),
+                          spec.use_mini_mask, spec.mask_shape)
     masks = tf.where(pos_live[:, None, None], masks, 0.0)
     return (tf.stop_gradient(rois), tf.pad(class_ids, [[0, T - P]]),
             tf.pad(deltas, [[0, T - P], [0, 0]]), masks, n_pos)
 
 
-def _mask_targets(rois, roi_gt_boxes, assignment, gt_masks, config, shape):
+def _rows(proposals, gt_boxes, gt_ok, spec):
+    """Candidate ROI rows [M, 4] (the GT boxes appended with spec.include_gt, zero padded to at
+    least T rows so every gather stays in range) and bool [M]: which rows are real."""
+    row_valid = tf.reduce_any(tf.not_equal(proposals, 0.0), axis=1)
+    if spec.include_gt:
+        proposals = tf.concat([proposals, gt_boxes], axis=0)
+        row_valid = tf.concat([row_valid, gt_ok], axis=0)
+    short = spec.rois_per_image - int(proposals.shape[0])
+    if short > 0:
+        proposals = tf.pad(proposals, [[0, short], [0, 0]])
+        row_valid = tf.pad(row_valid, [[0, short]])
+    return proposals, row_valid
+
+
+def _mask_targets(rois, roi_gt_boxes, assignment, gt_masks, use_mini_mask, shape):
     """Crops [P, Mh, Mw] in {0, 1} of each ROI's GT mask (as detection_targets does)."""
     roi_masks = tf.gather(tf.transpose(gt_masks, [2, 0, 1])[..., None], assignment)
-    boxes = rois
-    if config.USE_MINI_MASK:
-        boxes = _mask_boxes_in_gt_frame(rois, roi_gt_boxes)
-        # The same one-pixel zero border as detection_targets (edge samples then read zeros).
-        size = tf.cast(tf.shape(gt_masks)[:2], tf.float32)
-        scale = tf.tile((size - 1.0) / (size + 1.0), [2])
-        boxes = boxes * scale + tf.tile(1.0 / (size + 1.0), [2])
-        roi_masks = tf.pad(roi_masks, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    boxes, roi_masks = mask_crop_boxes(rois, roi_gt_boxes, gt_masks, roi_masks, use_mini_mask)
     masks = crop_and_resize(roi_masks, boxes, tf.range(tf.shape(rois)[0]), shape)
     return tf.round(tf.squeeze(masks, axis=3))

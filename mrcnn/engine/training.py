@@ -23,7 +23,7 @@ from mrcnn.engine import interrupt
 from mrcnn.structures.anchors import get_anchors
 from mrcnn.data.data_pipeline import InputPipeline
 from mrcnn.io.runs import summary_tag
-from mrcnn.engine.train_graph import LOSS_NAMES, compute_losses, total_loss
+from mrcnn.engine.train_graph import LOSS_NAMES, TargetSpec, compute_losses, total_loss
 from mrcnn.engine.train_graph_static import compute_losses_static
 
 log = logging.getLogger(__name__)
@@ -142,13 +142,13 @@ class Trainer:
         self.optimizer = optimizer
 
         xla = bool(getattr(config, "XLA_COMPILE", False))
-        forward = compute_losses_static if xla else compute_losses
+        forward, targets = (compute_losses_static if xla else compute_losses), TargetSpec.from_config(config)
 
         def replica_train(batch, seed):
             seed = replica_seed(seed)
             with tf.GradientTape() as tape:
-                losses = forward(net, batch, anchors, config, training=True, seed=seed)
-                total = total_loss(losses, config, variables)
+                losses = forward(net, batch, anchors, targets, config.MEAN_PIXEL, training=True, seed=seed)
+                total = total_loss(losses, config.LOSS_WEIGHTS, config.WEIGHT_DECAY, variables)
                 # Per-replica means, summed over replicas by the all-reduce: divide to average.
                 scaled = total / replicas
                 if scaling:
@@ -162,8 +162,8 @@ class Trainer:
 
         def replica_val(batch, seed):
             seed = replica_seed(seed)
-            losses = forward(net, batch, anchors, config, training=False, seed=seed)
-            losses["loss"] = total_loss(losses, config, variables)
+            losses = forward(net, batch, anchors, targets, config.MEAN_PIXEL, training=False, seed=seed)
+            losses["loss"] = total_loss(losses, config.LOSS_WEIGHTS, config.WEIGHT_DECAY, variables)
             return losses
 
         def reduce(per_replica):

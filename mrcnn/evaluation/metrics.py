@@ -28,6 +28,8 @@ import math
 
 import numpy as np
 
+from mrcnn.structures.boxes import compute_overlaps
+
 __all__ = [
     "trim_zeros",
     "compute_overlaps_masks",
@@ -259,19 +261,6 @@ def compute_ap_range(gt_box, gt_class_id, gt_mask,
     return mean_ap
 
 
-def _box_overlaps(boxes1, boxes2):
-    """Box IoU, (y1, x1, y2, x2) exclusive. [N1, 4] x [N2, 4] -> float64 [N1, N2]."""
-    b1 = np.asarray(boxes1, dtype=np.float64).reshape(-1, 4)
-    b2 = np.asarray(boxes2, dtype=np.float64).reshape(-1, 4)
-    area1 = (b1[:, 2] - b1[:, 0]) * (b1[:, 3] - b1[:, 1])
-    area2 = (b2[:, 2] - b2[:, 0]) * (b2[:, 3] - b2[:, 1])
-    h = np.minimum(b1[:, None, 2], b2[None, :, 2]) - np.maximum(b1[:, None, 0], b2[None, :, 0])
-    w = np.minimum(b1[:, None, 3], b2[None, :, 3]) - np.maximum(b1[:, None, 1], b2[None, :, 1])
-    inter = np.maximum(h, 0) * np.maximum(w, 0)
-    union = area1[:, None] + area2[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
 def compute_recall(pred_boxes, gt_boxes, iou):
     """Fraction of GT boxes that are the best match of some prediction with IoU >= iou.
 
@@ -287,7 +276,7 @@ def compute_recall(pred_boxes, gt_boxes, iou):
         return float("nan"), np.zeros(0, dtype=np.int64)
     if len(pred) == 0:
         return 0.0, np.zeros(0, dtype=np.int64)
-    overlaps = _box_overlaps(pred, gt)
+    overlaps = compute_overlaps(pred, gt)   # float64
     iou_max = overlaps.max(axis=1)
     iou_argmax = overlaps.argmax(axis=1)
     positive_ids = np.where(iou_max >= iou)[0]

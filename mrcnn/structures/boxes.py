@@ -1,7 +1,9 @@
 """The one box library, NumPy side: IoU, overlaps, NMS, box deltas, normalisation.
 
-Box format everywhere: (y1, x1, y2, x2) in pixels, y2/x2 exclusive; deltas are
-(dy, dx, log(dh), log(dw)). TensorFlow twins: ``mrcnn.structures.boxes_tf``.
+Box format everywhere: (y1, x1, y2, x2) in pixels, y2/x2 exclusive, area = h * w (no +1);
+deltas are (dy, dx, log(dh), log(dw)) of centre and size. Every NumPy box IoU in the
+project goes through ``iou_from_corners`` and every delta through ``box_refinement`` /
+``apply_box_deltas``. TensorFlow twins: ``mrcnn.structures.boxes_tf``.
 ``mrcnn.utils`` re-exports these under matterport's names.
 """
 import numpy as np
@@ -29,31 +31,47 @@ def extract_bboxes(mask):
     return boxes.reshape(-1, 4)
 
 
-def _areas(boxes):
+def box_area(boxes):
+    """Areas [...] of boxes [..., 4] (h * w, no +1)."""
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
-def compute_iou(box, boxes, box_area, boxes_area):
-    """IoU of one box [4] with boxes [N, 4], given their areas. Returns [N]."""
-    y1 = np.maximum(box[0], boxes[:, 0])
-    y2 = np.minimum(box[2], boxes[:, 2])
-    x1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[3], boxes[:, 3])
-    intersection = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
-    union = box_area + boxes_area - intersection
+def corners(boxes):
+    """(y1, x1, y2, x2) columns of boxes [..., 4] (views, no copy)."""
+    return boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+
+
+def iou_from_corners(a, b, area_a, area_b):
+    """The IoU kernel: intersection over union of boxes a and b, elementwise.
+
+    a, b: (y1, x1, y2, x2) tuples of arrays that broadcast against each other (so one box
+    against many, an outer [N1, 1] x [1, N2] grid, or gathered pairs); area_a, area_b their
+    areas. Computed in the inputs' dtype (ints give float64); IoU 0 where the union is empty.
+    """
+    ih = np.minimum(a[2], b[2]) - np.maximum(a[0], b[0])
+    iw = np.minimum(a[3], b[3]) - np.maximum(a[1], b[1])
+    inter = np.maximum(ih, 0) * np.maximum(iw, 0)
+    union = area_a + area_b - inter
+    # Divide everywhere, then zero the empty unions: ~3x faster than a masked divide, and
+    # this runs on ~10^5 anchor pairs per training image.
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, intersection / np.where(union > 0, union, 1), 0.0)
+        iou = np.asarray(inter / union)
+    empty = ~(union > 0)
+    if empty.any():
+        iou[np.broadcast_to(empty, iou.shape)] = 0.0
+    return iou
 
 
-def compute_overlaps(boxes1, boxes2):
-    """IoU matrix float [N1, N2] of boxes1 [N1, 4] and boxes2 [N2, 4]."""
-    b1 = np.asarray(boxes1, dtype=np.float64).reshape(-1, 1, 4)
-    b2 = np.asarray(boxes2, dtype=np.float64).reshape(1, -1, 4)
-    inter_h = np.maximum(np.minimum(b1[..., 2], b2[..., 2]) - np.maximum(b1[..., 0], b2[..., 0]), 0)
-    inter_w = np.maximum(np.minimum(b1[..., 3], b2[..., 3]) - np.maximum(b1[..., 1], b2[..., 1]), 0)
-    inter = inter_h * inter_w
-    union = _areas(b1) + _areas(b2) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+def compute_iou(box, boxes, box_area, boxes_area):
+    """IoU of one box [4] with boxes [N, 4], given their areas. Returns [N] in their dtype."""
+    return iou_from_corners(corners(np.asarray(box)), corners(np.asarray(boxes)), box_area, boxes_area)
+
+
+def compute_overlaps(boxes1, boxes2, dtype=np.float64):
+    """IoU matrix [N1, N2] of boxes1 [N1, 4] and boxes2 [N2, 4], computed in ``dtype``."""
+    b1 = np.asarray(boxes1, dtype=dtype).reshape(-1, 1, 4)
+    b2 = np.asarray(boxes2, dtype=dtype).reshape(1, -1, 4)
+    return iou_from_corners(corners(b1), corners(b2), box_area(b1), box_area(b2))
 
 
 def non_max_suppression(boxes, scores, threshold, ties="stable"):
@@ -64,7 +82,7 @@ def non_max_suppression(boxes, scores, threshold, ties="stable"):
     boxes = np.asarray(boxes)
     if boxes.dtype.kind != "f":
         boxes = boxes.astype(np.float32)
-    area = _areas(boxes)
+    area = box_area(boxes)
     if ties not in ("stable", "matterport"):
         raise ValueError(f"ties must be 'stable' or 'matterport', not {ties!r}")
     scores = np.asarray(scores)
@@ -78,10 +96,15 @@ def non_max_suppression(boxes, scores, threshold, ties="stable"):
     return np.array(keep, dtype=np.int32)
 
 
-def apply_box_deltas(boxes, deltas):
-    """Apply (dy, dx, log(dh), log(dw)) deltas [N, 4] to boxes [N, 4]. float32 [N, 4]."""
-    boxes = np.asarray(boxes, dtype=np.float32)
-    deltas = np.asarray(deltas, dtype=np.float32)
+def apply_box_deltas(boxes, deltas, std_dev=None, dtype=np.float32):
+    """Apply (dy, dx, log(dh), log(dw)) deltas [N, 4] to boxes [N, 4]. Returns [N, 4] in ``dtype``.
+
+    ``deltas`` are multiplied by ``std_dev`` [4] first when given (the inverse of box_refinement).
+    """
+    boxes = np.asarray(boxes, dtype=dtype)
+    deltas = np.asarray(deltas, dtype=dtype)
+    if std_dev is not None:
+        deltas = deltas * np.asarray(std_dev, dtype=dtype)
     height = boxes[:, 2] - boxes[:, 0]
     width = boxes[:, 3] - boxes[:, 1]
     cy = boxes[:, 0] + 0.5 * height + deltas[:, 0] * height
@@ -93,15 +116,22 @@ def apply_box_deltas(boxes, deltas):
     return np.stack([y1, x1, y1 + height, x1 + width], axis=1)
 
 
-def box_refinement(box, gt_box):
-    """Deltas float32 [N, (dy, dx, log(dh), log(dw))] that turn box [N, 4] into gt_box [N, 4]."""
-    box = np.asarray(box, dtype=np.float32)
-    gt_box = np.asarray(gt_box, dtype=np.float32)
+def box_refinement(box, gt_box, std_dev=None, dtype=np.float32):
+    """Deltas [N, (dy, dx, log(dh), log(dw))] that turn box [N, 4] into gt_box [N, 4].
+
+    Computed in ``dtype`` (matterport: float32; the RPN targets use float64), centre
+    differences as matterport; divided by ``std_dev`` [4] when given.
+    """
+    box = np.asarray(box, dtype=dtype)
+    gt_box = np.asarray(gt_box, dtype=dtype)
     h, w = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
     gh, gw = gt_box[:, 2] - gt_box[:, 0], gt_box[:, 3] - gt_box[:, 1]
-    dy = (gt_box[:, 0] + 0.5 * gh - box[:, 0] - 0.5 * h) / h
-    dx = (gt_box[:, 1] + 0.5 * gw - box[:, 1] - 0.5 * w) / w
-    return np.stack([dy, dx, np.log(gh / h), np.log(gw / w)], axis=1)
+    cy, cx = box[:, 0] + 0.5 * h, box[:, 1] + 0.5 * w
+    gcy, gcx = gt_box[:, 0] + 0.5 * gh, gt_box[:, 1] + 0.5 * gw
+    deltas = np.stack([(gcy - cy) / h, (gcx - cx) / w, np.log(gh / h), np.log(gw / w)], axis=1)
+    if std_dev is not None:
+        deltas = deltas / np.asarray(std_dev, dtype=dtype)
+    return deltas
 
 
 def norm_boxes(boxes, shape):

@@ -1,10 +1,12 @@
-"""Pure TensorFlow box ops. One box format: (y1, x1, y2, x2).
+"""The one box library, TensorFlow side: IoU, delta encode/decode, clipping.
 
-Normalised boxes live in [0, 1] with the matterport convention
+Box format everywhere: (y1, x1, y2, x2), area = h * w (no +1). In the graph boxes are
+normalised to [0, 1] with the matterport convention
 ``norm = (pixel - [0, 0, 1, 1]) / ([h, w, h, w] - 1)``, so a pixel box whose y2/x2 are
 exclusive maps to a normalised box whose far corner is the last covered pixel centre.
 Deltas are (dy, dx, log dh, log dw) in the centre/size parametrisation, without a +1.
-NumPy twins live in ``mrcnn.utils`` and the tests compare the two.
+Every TensorFlow IoU and delta in the model goes through here; the NumPy twins are
+``mrcnn.structures.boxes`` (re-exported by ``mrcnn.utils``) and the tests compare the two.
 """
 from __future__ import annotations
 
@@ -85,20 +87,18 @@ def clip_boxes(boxes, window):
     return tf.minimum(tf.maximum(boxes, lo), hi)
 
 
-def normalize_boxes(boxes, shape):
-    """Pixel boxes -> normalised. shape is (height, width) of the molded image."""
-    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-    scale = tf.stack([h - 1.0, w - 1.0, h - 1.0, w - 1.0])
-    shift = tf.constant([0.0, 0.0, 1.0, 1.0])
-    return (tf.cast(boxes, tf.float32) - shift) / scale
+def boxes_in_frame(boxes, frames):
+    """Boxes [K, 4] expressed in the frame of ``frames`` [K, 4]: (box - frame origin) / frame size.
 
-
-def denormalize_boxes(boxes, shape):
-    """Normalised boxes -> pixel boxes (float; round at the edges of the graph)."""
-    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-    scale = tf.stack([h - 1.0, w - 1.0, h - 1.0, w - 1.0])
-    shift = tf.constant([0.0, 0.0, 1.0, 1.0])
-    return boxes * scale + shift
+    Maps each box into its frame's unit square (e.g. an ROI into its GT box's mini-mask);
+    a zero-size frame gives 0 instead of inf/NaN.
+    """
+    fh = frames[:, 2] - frames[:, 0]
+    fw = frames[:, 3] - frames[:, 1]
+    return tf.stack([tf.math.divide_no_nan(boxes[:, 0] - frames[:, 0], fh),
+                     tf.math.divide_no_nan(boxes[:, 1] - frames[:, 1], fw),
+                     tf.math.divide_no_nan(boxes[:, 2] - frames[:, 0], fh),
+                     tf.math.divide_no_nan(boxes[:, 3] - frames[:, 1], fw)], axis=1)
 
 
 def trim_zero_rows(boxes):
