@@ -59,7 +59,7 @@ def build_step(setting, variant):
     ds.prepare()
     pipe = InputPipeline(ds, config, ds.image_ids, seed=1)
     step = trainer.build_train_step(pipe)
-    cached = next(iter(trainer.batches(pipe, 0, 1)))
+    cached = next(iter(trainer.distribute(pipe, 0, 1)))
     return step, cached, model
 
 

@@ -70,7 +70,7 @@ def detect_parts(model, image):
     def graph():
         anchors = model.get_anchors(shape)
         norm_windows = utils.norm_boxes(windows, shape).astype(np.float32)
-        det, masks, counts = model._detect_graph()(tf.constant(molded), tf.constant(norm_windows),
+        det, masks, counts = model.detect_graph()(tf.constant(molded), tf.constant(norm_windows),
                                                     tf.constant(anchors))
         return det.numpy(), masks.numpy(), counts.numpy()
 

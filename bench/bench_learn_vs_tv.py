@@ -141,7 +141,7 @@ def run_ours(spec):
         model.train(train_ds, None, lr, model.epoch + 10 ** 6, "all",
                     custom_callbacks=[_cpu_budget_callback(start + until * budget, model.log_dir)])
     cpu = time.process_time() - start
-    steps = model._trainer.step_losses
+    steps = model.trainer.step_losses
     curve = [[s, round(sum(v[k] for k in v if k.endswith("_loss")), 4)] for s, v in steps]
     weights = model.find_last()
     infer = MaskRCNN("inference", ours_config(spec, "inference"), spec["logs"])

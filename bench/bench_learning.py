@@ -107,7 +107,7 @@ def train(args, model_dir, train_ds):
         model.train(train_ds, None, lr, model.epoch + 10 ** 6, "all",
                     custom_callbacks=[_time_budget_callback(deadline)])
     seconds = time.time() - start
-    trainer = model._trainer
+    trainer = model.trainer
     return model, config, seconds, trainer.global_step, trainer.history
 
 

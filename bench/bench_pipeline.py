@@ -68,9 +68,9 @@ def run_setting(name, rounds, steps, skip):
     dataset.load_shapes(500, size, size, seed=1, max_instances=6)
     dataset.prepare()
     pipe = InputPipeline(dataset, config, dataset.image_ids, seed=1)
-    trainer._build_steps(pipe.element_spec())
+    trainer.build_steps(pipe.element_spec())
     step = trainer.train_step_fn
-    cached = next(iter(trainer._distribute(pipe, 0, 1)))
+    cached = next(iter(trainer.distribute(pipe, 0, 1)))
     t0 = time.perf_counter()
     float(step(cached, tf.constant([1, 0], tf.int64))["loss"])
     trace = time.perf_counter() - t0
@@ -83,7 +83,7 @@ def run_setting(name, rounds, steps, skip):
             times["cached"].append(time.perf_counter() - t)
             k += 1
         t = time.perf_counter()
-        for i, b in enumerate(trainer._distribute(pipe, r + 1, steps + skip)):
+        for i, b in enumerate(trainer.distribute(pipe, r + 1, steps + skip)):
             float(step(b, tf.constant([1, k], tf.int64))["loss"])
             now = time.perf_counter()
             if i >= skip:   # time between consecutive steps, waiting for data included
@@ -96,7 +96,7 @@ def run_setting(name, rounds, steps, skip):
     # Python-side loading cost of one sample, single thread (what the map's threads share).
     t = time.perf_counter()
     for i in range(10):
-        pipe._load(i, 0, i)
+        pipe.load_sample(i, 0, i)
     per_sample = (time.perf_counter() - t) / 10
     return {"backbone": backbone, "size": size, "batch": batch, "fpn_channels": fpn,
             "trace_and_first_step_seconds": trace, "median_step_cached": med["cached"],

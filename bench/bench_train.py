@@ -123,10 +123,10 @@ def run_ours(size, batch, backbone, steps, warmup, rpn_channels=512, conv_grad="
     trainer = Trainer(model)
     dataset = synthetic_dataset(size, 64)
     pipe = InputPipeline(dataset, config, dataset.image_ids, seed=1)
-    trainer._build_steps(pipe.element_spec())
+    trainer.build_steps(pipe.element_spec())
     times, losses = [], []
     t = time.perf_counter()
-    for i, b in enumerate(trainer._distribute(pipe, 0, warmup + steps)):
+    for i, b in enumerate(trainer.distribute(pipe, 0, warmup + steps)):
         out = trainer.train_step_fn(b, tf.constant([1, i], tf.int64))
         losses.append(float(out["loss"]))
         now = time.perf_counter()

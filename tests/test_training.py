@@ -190,7 +190,7 @@ def test_chained_loss_is_not_doubled_and_equals_a_fresh_computation(chained, tmp
     # The same traced step (graph numerics: an eager recompute can flip a top-k/NMS choice on
     # a last-bit difference); it reports the losses computed before its update.
     trainer = Trainer(fresh)
-    trainer._build_steps(pipe.element_spec())
+    trainer.build_steps(pipe.element_spec())
     out = trainer.train_step_fn(batch, tf.constant([config.SEED, chained["heads_step"]], tf.int64))
     values = {k: float(v) for k, v in out.items()}
     # TF's multi-threaded CPU reductions are not bit-reproducible between processes; a last-bit
