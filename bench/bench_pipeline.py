@@ -49,26 +49,34 @@ def make_config(backbone, size, batch, fpn):
     return PipeConfig()
 
 
-def run_setting(name, rounds, steps, skip):
+def build_setting(name, overrides=None, images=500, log_dir="/tmp/bench_pipeline_logs"):
+    """(trainer, pipe) of one SETTINGS entry: a seeded model with all layers trainable and its
+    step functions built, fed by ``images`` shapes (``overrides``: config values to change)."""
     import keras
-    import tensorflow as tf
 
     from mrcnn.data.data_pipeline import InputPipeline
-    from mrcnn.model import MaskRCNN
     from mrcnn.data.shapes import ShapesDataset
-    from mrcnn.engine.training import Trainer
+    from mrcnn.model import MaskRCNN
 
     backbone, size, batch, fpn = SETTINGS[name]
     config = make_config(backbone, size, batch, fpn)
+    config.update(overrides or {})
     keras.utils.set_random_seed(1)
-    model = MaskRCNN("training", config, "/tmp/bench_pipeline_logs")
+    model = MaskRCNN("training", config, log_dir)
     model.set_trainable("all", verbose=0)
-    trainer = Trainer(model)
     dataset = ShapesDataset()
-    dataset.load_shapes(500, size, size, seed=1, max_instances=6)
+    dataset.load_shapes(images, size, size, seed=1, max_instances=6)
     dataset.prepare()
     pipe = InputPipeline(dataset, config, dataset.image_ids, seed=1)
-    trainer.build_steps(pipe.element_spec())
+    model.trainer.build_steps(pipe.element_spec())
+    return model.trainer, pipe
+
+
+def run_setting(name, rounds, steps, skip):
+    import tensorflow as tf
+
+    backbone, size, batch, fpn = SETTINGS[name]
+    trainer, pipe = build_setting(name)
     step = trainer.train_step_fn
     cached = next(iter(trainer.distribute(pipe, 0, 1)))
     t0 = time.perf_counter()
@@ -117,6 +125,8 @@ def _env():
 
 
 def main(argv=None):
+    from mrcnn.io.fsio import atomic_open
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--setting", default="small256", help="comma list of " + ", ".join(SETTINGS))
     ap.add_argument("--rounds", type=int, default=5)
@@ -134,10 +144,8 @@ def main(argv=None):
               f"{r['ratio']:7.3f} {r['sample_load_seconds_one_thread']:14.4f}")
     record = {"command": "python -m bench.bench_pipeline " + " ".join(argv if argv is not None else sys.argv[1:]),
               "results": results, "env": _env()}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
+    with atomic_open(args.out, "w") as f:
         json.dump(record, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
     print(f"wrote {args.out}")
     return record
 
