@@ -318,3 +318,26 @@ def test_training_halves_the_loss_on_shapes(tmp_path):
     assert len(losses) == 12 and np.isfinite(losses).all()
     assert losses[-1] < 0.5 * losses[0], losses
     assert model._trainer.train_step_fn.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.slow
+def test_unusable_validation_set_and_bounded_step_losses(tmp_path, caplog):
+    """A validation set whose every image fails the load-time checks is dropped with a warning
+    (training goes on, as with no validation images); step_losses keeps the last N steps; a
+    training set without one usable image is a clear error."""
+    config = train_config(STEPS_PER_EPOCH=3, VALIDATION_STEPS=1)
+    keras.utils.set_random_seed(5)
+    model = MaskRCNN("training", config, str(tmp_path))
+    trainer = Trainer(model, step_losses_kept=2)
+    val_ds = faulty_shapes(2, {0: "size", 1: "class"}, seed=5)
+    with caplog.at_level("WARNING", logger="mrcnn.engine.training"):
+        history = trainer.train(shapes(4, seed=3), val_ds, 0.01, 2, "heads")
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert not any(k.startswith("val_") for r in history for k in r)
+    assert "none of the 2 images is usable" in caplog.text and "without validation" in caplog.text
+    assert sorted(trainer.bad_images(val_ds)) == [0, 1]
+    assert "validation: 2 of 2 images skipped so far" in caplog.text
+    assert [s for s, _ in trainer.step_losses] == [5, 6] and trainer.global_step == 6
+    bad_train = faulty_shapes(2, {0: "empty_mask", 1: "raise"}, seed=5)
+    with pytest.raises(ValueError, match="train: none of the 2 images is usable"):
+        trainer.train(bad_train, None, 0.01, 3, "heads")
