@@ -3,6 +3,9 @@
 ``load_image_gt`` keeps matterport's contract for notebooks; ``prepare_sample`` adds what the
 training graph needs at fixed shapes: RPN targets, normalised GT boxes padded to
 MAX_GT_INSTANCES, (mini-)masks and the active class ids. Box format (y1, x1, y2, x2).
+``prepare_sample`` also checks the sample it loads (``sample_problems``), so training needs no
+up-front pass over the dataset; ``check_image``/``validate_dataset`` remain for users who
+want one.
 """
 from __future__ import annotations
 
