@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @attack(2, "two trainings claim a run folder in the same minute")
 def same_minute(tmp):
     base = os.path.join(tmp, "logs", "cat20260101T1200")
-    code = ("import sys, time; from mrcnn import runs\n"
+    code = ("import sys, time; from mrcnn.io import runs\n"
             "time.sleep(max(0, float(sys.argv[2]) - time.time()))\n"  # start together
             "print(runs.claim_run_dir(sys.argv[1]))")
     import time
