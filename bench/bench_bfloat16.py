@@ -39,28 +39,11 @@ def cpu_flags():
 
 def build_step(setting, variant):
     """(step function, cached batch, model) for one bench_pipeline setting and VARIANTS key."""
-    import keras
+    from bench.bench_pipeline import build_setting
 
-    from bench.bench_pipeline import SETTINGS, make_config
-    from mrcnn.data.data_pipeline import InputPipeline
-    from mrcnn.model import MaskRCNN
-    from mrcnn.data.shapes import ShapesDataset
-    from mrcnn.engine.training import Trainer
-
-    backbone, size, batch, fpn = SETTINGS[setting]
-    config = make_config(backbone, size, batch, fpn)
-    config.update(VARIANTS[variant])
-    keras.utils.set_random_seed(1)
-    model = MaskRCNN("training", config, "/tmp/bench_bfloat16_logs")
-    model.set_trainable("all", verbose=0)
-    trainer = Trainer(model)
-    ds = ShapesDataset()
-    ds.load_shapes(50, size, size, seed=1, max_instances=6)
-    ds.prepare()
-    pipe = InputPipeline(ds, config, ds.image_ids, seed=1)
-    step = trainer.build_train_step(pipe)
-    cached = next(iter(trainer.batches(pipe, 0, 1)))
-    return step, cached, model
+    trainer, pipe = build_setting(setting, VARIANTS[variant], images=50, log_dir="/tmp/bench_bfloat16_logs")
+    cached = next(iter(trainer.distribute(pipe, 0, 1)))
+    return trainer.train_step_fn, cached, trainer.model
 
 
 def time_steps(settings, rounds, steps, variants=PRECISIONS):
@@ -147,9 +130,8 @@ def main(argv=None):
                                       for p, s in r["median_seconds"].items()))
     for p, r in record.get("learning", {}).items():
         print(f"learning {p:<15} final {args.epoch_steps}-step mean loss {r['final_epoch_loss']:.3f}")
-    from download.fsutil import atomic_write_json
+    from mrcnn.io.fsio import atomic_write_json
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     atomic_write_json(args.out, record)
     print(f"wrote {args.out}")
     return record

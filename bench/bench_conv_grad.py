@@ -80,8 +80,8 @@ def run_shape(name, n, spatial, cin, cout, k, stride, padding, repeats):
             input=x, filter_sizes=w.shape, out_backprop=dy, strides=strides, padding=padding.upper())),
         "tf_dx": fn(lambda: tf.raw_ops.Conv2DBackpropInput(
             input_sizes=x.shape, filter=w, out_backprop=dy, strides=strides, padding=padding.upper())),
-        "ours_dw": fn(lambda: conv_module._filter_grad(x, dy, k, padding)),
-        "ours_dx": fn(lambda: tf.nn.conv2d(dy_pad, conv_module._flip_transpose(w), 1, dx_padding)),
+        "ours_dw": fn(lambda: conv_module.filter_grad(x, dy, k, padding)),
+        "ours_dx": fn(lambda: tf.nn.conv2d(dy_pad, conv_module.flip_transpose(w), 1, dx_padding)),
         "tf_fb": fn(lambda: tape_grads(lambda: tf.nn.conv2d(x, w, stride, padding.upper()))),
         "ours_fb": fn(lambda: tape_grads(lambda: conv_module.fast_grad_conv2d(x, w, (stride, stride), padding))),
     }
@@ -100,8 +100,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=os.path.join("bench", "results", "conv_grad.json"))
     args = ap.parse_args(argv)
-    from bench.bench_train import _env
-    from download.fsutil import atomic_write_json
+    from bench.bench_train import env_info
+    from mrcnn.io.fsio import atomic_write_json
 
     rows = []
     print(f"{'shape':<22}{'GFLOP':>7}{'fwd':>8}{'tf dW':>8}{'ours dW':>9}{'tf dX':>8}{'ours dX':>9}"
@@ -116,7 +116,7 @@ def main(argv=None):
     print(f"forward+backward over all shapes: TF {total_tf:.0f} ms, ours {total_ours:.0f} ms "
           f"({total_tf / total_ours:.2f}x)")
     atomic_write_json(args.out, {"command": "python -m bench.bench_conv_grad " + " ".join(sys.argv[1:]),
-                                 "repeats": args.repeats, "rows": rows, "env": _env()})
+                                 "repeats": args.repeats, "rows": rows, "env": env_info()})
     return 0
 
 

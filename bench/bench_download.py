@@ -37,13 +37,13 @@ def env_info() -> dict:
 
 
 def bench_bytes(tmp: str, members: int, repeats: int) -> dict:
-    from download.mirror.build import _filler, write_zip
+    from download.mirror.build import filler_members, write_zip
     from download.mirror.testing import running
     from download.net import Net
     from download.remote_zip import ShardReader
     site = os.path.join(tmp, "shard")
     t = time.monotonic()
-    zmembers = _filler(random.Random(0), "7", members)
+    zmembers = filler_members(random.Random(0), "7", members)
     write_zip(os.path.join(site, "openimages", "train-masks-7.zip"), zmembers)
     build_s = time.monotonic() - t
     size = os.path.getsize(os.path.join(site, "openimages", "train-masks-7.zip"))

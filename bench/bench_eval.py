@@ -166,6 +166,8 @@ def _env():
 
 
 def main(argv=None):
+    from mrcnn.io.fsio import atomic_open
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=5000)
     ap.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up")
@@ -222,11 +224,8 @@ def main(argv=None):
               "cpu_ratio_ours_over_pycocotools": cpu_ratio, "runs": runs,
               "num_gt": ours_m["num_gt"], "num_predictions": ours_m["num_predictions"],
               "segm": ours_m["segm"], "bbox": ours_m["bbox"], "env": _env()}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_open(args.out, "w") as f:   # makes the folder; never a half-written file
         json.dump(record, f, indent=2)
-    os.replace(tmp, args.out)
     print(f"wrote {args.out}")
     return record
 

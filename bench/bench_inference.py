@@ -70,7 +70,7 @@ def detect_parts(model, image):
     def graph():
         anchors = model.get_anchors(shape)
         norm_windows = utils.norm_boxes(windows, shape).astype(np.float32)
-        det, masks, counts = model._detect_graph()(tf.constant(molded), tf.constant(norm_windows),
+        det, masks, counts = model.detect_graph()(tf.constant(molded), tf.constant(norm_windows),
                                                     tf.constant(anchors))
         return det.numpy(), masks.numpy(), counts.numpy()
 
@@ -179,6 +179,8 @@ def _env(threads):
 
 
 def main(argv=None):
+    from mrcnn.io.fsio import atomic_open
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="512,1024", help="comma-separated image sides (multiples of 64)")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs after warm-up")
@@ -258,11 +260,8 @@ def main(argv=None):
               "backbone": args.backbone, "num_classes": 81, "post_nms_rois_inference": 1000,
               "repeats": args.repeats, "ours": ours, "torchvision": theirs, "torchvision_error": tv_error,
               "torchvision_reference_seconds": TORCHVISION_REFERENCE, "env": env}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_open(args.out, "w") as f:   # makes the folder; never a half-written file
         json.dump(record, f, indent=2)
-    os.replace(tmp, args.out)
     print(f"wrote {args.out}")
     return record
 

@@ -30,34 +30,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from bench.discs_rects import CLASS_NAMES, boxes_of, make_split
+from bench.discs_rects import CLASS_NAMES, boxes_of, load_split, write_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ------------------------------------------------------------------ data (shared by both sides)
-def write_data(path, n_train, n_val, size=128, seed=0):
-    """Both splits into one npz: images, per-object class ids and bit-packed masks, counts."""
-    arrays = {}
-    for split, count, s in (("train", n_train, seed), ("val", n_val, seed + 1000)):
-        images, annotations = make_split(count, size, s)
-        masks = [m for objs in annotations for _, m in objs]
-        arrays[f"{split}_images"] = images
-        arrays[f"{split}_counts"] = np.array([len(o) for o in annotations], np.int32)
-        arrays[f"{split}_classes"] = np.array([c for objs in annotations for c, _ in objs], np.int32)
-        arrays[f"{split}_masks"] = np.packbits(np.stack(masks), axis=-1)
-    np.savez(path, **arrays)
-
-
-def load_split(path, split):
-    """(images uint8 [N, S, S, 3], [(class_ids [K], masks bool [K, S, S]), ...])."""
-    d = np.load(path)
-    images, counts = d[f"{split}_images"], d[f"{split}_counts"]
-    masks = np.unpackbits(d[f"{split}_masks"], axis=-1, count=images.shape[2]).astype(bool)
-    classes, starts = d[f"{split}_classes"], np.concatenate([[0], np.cumsum(counts)])
-    return images, [(classes[a:b], masks[a:b]) for a, b in zip(starts[:-1], starts[1:])]
-
-
 def ours_dataset(path, split):
     from mrcnn.utils import Dataset
 
@@ -141,8 +119,8 @@ def run_ours(spec):
         model.train(train_ds, None, lr, model.epoch + 10 ** 6, "all",
                     custom_callbacks=[_cpu_budget_callback(start + until * budget, model.log_dir)])
     cpu = time.process_time() - start
-    steps = model._trainer.step_losses
-    curve = [[s, round(sum(v[k] for k in v if k.endswith("_loss")), 4)] for s, v in steps]
+    trainer = model.trainer   # step_losses: the last STEP_LOSSES_KEPT steps
+    curve = [[s, round(sum(v[k] for k in v if k.endswith("_loss")), 4)] for s, v in trainer.step_losses]
     weights = model.find_last()
     infer = MaskRCNN("inference", ours_config(spec, "inference"), spec["logs"])
     infer.load_weights(weights, by_name=True)
@@ -152,7 +130,7 @@ def run_ours(spec):
         arrays.update({f"rois_{i}": r["rois"], f"class_ids_{i}": r["class_ids"], f"scores_{i}": r["scores"],
                        f"masks_{i}": np.packbits(np.moveaxis(r["masks"], -1, 0), axis=-1)})
     np.savez_compressed(spec["out"], **arrays)
-    return {"steps": len(steps), "train_cpu_seconds": cpu, "curve": curve, "config": config.to_dict()}
+    return {"steps": trainer.global_step, "train_cpu_seconds": cpu, "curve": curve, "config": config.to_dict()}
 
 
 # ------------------------------------------------------------------ scoring (parent)

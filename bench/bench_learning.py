@@ -107,7 +107,7 @@ def train(args, model_dir, train_ds):
         model.train(train_ds, None, lr, model.epoch + 10 ** 6, "all",
                     custom_callbacks=[_time_budget_callback(deadline)])
     seconds = time.time() - start
-    trainer = model._trainer
+    trainer = model.trainer
     return model, config, seconds, trainer.global_step, trainer.history
 
 
@@ -159,6 +159,8 @@ def _env():
 
 
 def main(argv=None):
+    from mrcnn.io.fsio import atomic_open, atomic_path
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=15.0, help="training wall-clock budget")
     ap.add_argument("--lr", type=float, default=0.02)
@@ -204,8 +206,8 @@ def main(argv=None):
     saved = None
     if os.path.getsize(weights) < WEIGHTS_LIMIT:
         saved = os.path.join(out_dir, "learning_weights.h5")
-        shutil.copyfile(weights, saved + ".tmp")
-        os.replace(saved + ".tmp", saved)
+        with atomic_path(saved) as tmp:
+            shutil.copyfile(weights, tmp)
     rows = [("training wall clock (s)", seconds), ("training steps", steps),
             ("training images seen", steps * config.BATCH_SIZE),
             ("images/s (training, incl. tracing)", steps * config.BATCH_SIZE / seconds),
@@ -223,10 +225,8 @@ def main(argv=None):
               "history": [{k: v for k, v in r.items() if k != "checkpoint"} for r in history],
               "results": result, "weights": saved, "target_mask_AP50": 0.7,
               "reached_target": result["coco_mask_AP50"] >= 0.7, "env": _env()}
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_open(args.out, "w") as f:
         json.dump(record, f, indent=2)
-    os.replace(tmp, args.out)
     if not args.keep_logs:
         shutil.rmtree(args.logs, ignore_errors=True)
     print(f"wrote {args.out}" + (f" and {saved}" if saved else ""))

@@ -89,6 +89,8 @@ def slow_path(record):
 
 
 def main(argv=None):
+    from mrcnn.io.fsio import atomic_open
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--instances", type=int, default=10)
@@ -135,11 +137,9 @@ def main(argv=None):
            "loadavg": list(os.getloadavg())}
     out = {"command": "python -m bench.bench_load_mask --repeats %d --instances %d" % (args.repeats, args.instances),
            "env": env, "cases": rows, "help_startup": t_help}
-    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     path = os.path.join(ROOT, "bench", "results", "load_mask.json")
-    with open(path + ".tmp", "w") as f:
+    with atomic_open(path, "w") as f:
         json.dump(out, f, indent=2)
-    os.replace(path + ".tmp", path)
     print("wrote %s" % path)
 
 

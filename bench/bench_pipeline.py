@@ -49,28 +49,36 @@ def make_config(backbone, size, batch, fpn):
     return PipeConfig()
 
 
-def run_setting(name, rounds, steps, skip):
+def build_setting(name, overrides=None, images=500, log_dir="/tmp/bench_pipeline_logs"):
+    """(trainer, pipe) of one SETTINGS entry: a seeded model with all layers trainable and its
+    step functions built, fed by ``images`` shapes (``overrides``: config values to change)."""
     import keras
-    import tensorflow as tf
 
     from mrcnn.data.data_pipeline import InputPipeline
-    from mrcnn.model import MaskRCNN
     from mrcnn.data.shapes import ShapesDataset
-    from mrcnn.engine.training import Trainer
+    from mrcnn.model import MaskRCNN
 
     backbone, size, batch, fpn = SETTINGS[name]
     config = make_config(backbone, size, batch, fpn)
+    config.update(overrides or {})
     keras.utils.set_random_seed(1)
-    model = MaskRCNN("training", config, "/tmp/bench_pipeline_logs")
+    model = MaskRCNN("training", config, log_dir)
     model.set_trainable("all", verbose=0)
-    trainer = Trainer(model)
     dataset = ShapesDataset()
-    dataset.load_shapes(500, size, size, seed=1, max_instances=6)
+    dataset.load_shapes(images, size, size, seed=1, max_instances=6)
     dataset.prepare()
     pipe = InputPipeline(dataset, config, dataset.image_ids, seed=1)
-    trainer._build_steps(pipe.element_spec())
+    model.trainer.build_steps(pipe.element_spec())
+    return model.trainer, pipe
+
+
+def run_setting(name, rounds, steps, skip):
+    import tensorflow as tf
+
+    backbone, size, batch, fpn = SETTINGS[name]
+    trainer, pipe = build_setting(name)
     step = trainer.train_step_fn
-    cached = next(iter(trainer._distribute(pipe, 0, 1)))
+    cached = next(iter(trainer.distribute(pipe, 0, 1)))
     t0 = time.perf_counter()
     float(step(cached, tf.constant([1, 0], tf.int64))["loss"])
     trace = time.perf_counter() - t0
@@ -83,7 +91,7 @@ def run_setting(name, rounds, steps, skip):
             times["cached"].append(time.perf_counter() - t)
             k += 1
         t = time.perf_counter()
-        for i, b in enumerate(trainer._distribute(pipe, r + 1, steps + skip)):
+        for i, b in enumerate(trainer.distribute(pipe, r + 1, steps + skip)):
             float(step(b, tf.constant([1, k], tf.int64))["loss"])
             now = time.perf_counter()
             if i >= skip:   # time between consecutive steps, waiting for data included
@@ -96,7 +104,7 @@ def run_setting(name, rounds, steps, skip):
     # Python-side loading cost of one sample, single thread (what the map's threads share).
     t = time.perf_counter()
     for i in range(10):
-        pipe._load(i, 0, i)
+        pipe.load_sample(i, 0, i)
     per_sample = (time.perf_counter() - t) / 10
     return {"backbone": backbone, "size": size, "batch": batch, "fpn_channels": fpn,
             "trace_and_first_step_seconds": trace, "median_step_cached": med["cached"],
@@ -117,6 +125,8 @@ def _env():
 
 
 def main(argv=None):
+    from mrcnn.io.fsio import atomic_open
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--setting", default="small256", help="comma list of " + ", ".join(SETTINGS))
     ap.add_argument("--rounds", type=int, default=5)
@@ -134,10 +144,8 @@ def main(argv=None):
               f"{r['ratio']:7.3f} {r['sample_load_seconds_one_thread']:14.4f}")
     record = {"command": "python -m bench.bench_pipeline " + " ".join(argv if argv is not None else sys.argv[1:]),
               "results": results, "env": _env()}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
+    with atomic_open(args.out, "w") as f:
         json.dump(record, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
     print(f"wrote {args.out}")
     return record
 

@@ -123,10 +123,10 @@ def run_ours(size, batch, backbone, steps, warmup, rpn_channels=512, conv_grad="
     trainer = Trainer(model)
     dataset = synthetic_dataset(size, 64)
     pipe = InputPipeline(dataset, config, dataset.image_ids, seed=1)
-    trainer._build_steps(pipe.element_spec())
+    trainer.build_steps(pipe.element_spec())
     times, losses = [], []
     t = time.perf_counter()
-    for i, b in enumerate(trainer._distribute(pipe, 0, warmup + steps)):
+    for i, b in enumerate(trainer.distribute(pipe, 0, warmup + steps)):
         out = trainer.train_step_fn(b, tf.constant([1, i], tf.int64))
         losses.append(float(out["loss"]))
         now = time.perf_counter()
@@ -278,7 +278,7 @@ def run_torchvision(size, batch, steps, warmup, python=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _env():
+def env_info():
     def version(pkg):
         try:
             return importlib.metadata.version(pkg)
@@ -290,6 +290,8 @@ def _env():
 
 
 def main(argv=None):
+    from mrcnn.io.fsio import atomic_open
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--batch", type=int, default=1, help="IMAGES_PER_GPU")
@@ -341,11 +343,9 @@ def main(argv=None):
         "command": "python -m bench.bench_train " + " ".join(argv if argv is not None else sys.argv[1:]),
         "size": args.size, "batch": args.batch, "backbone": args.backbone, "steps": args.steps,
         "warmup": args.warmup, "ours": ours, "torchvision": tv, "breakdown_seconds": parts,
-        "torchvision_reference_from_issue": TORCHVISION_REFERENCE, "env": _env()}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
+        "torchvision_reference_from_issue": TORCHVISION_REFERENCE, "env": env_info()}
+    with atomic_open(args.out, "w") as f:
         json.dump(record, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
     print(f"wrote {args.out}")
     return record
 

@@ -53,8 +53,8 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join("bench", "results", "winograd.json"))
     args = ap.parse_args(argv)
     from bench.bench_conv_grad import median_ms
-    from bench.bench_train import _env
-    from download.fsutil import atomic_write_json
+    from bench.bench_train import env_info
+    from mrcnn.io.fsio import atomic_write_json
 
     rows = []
     print(f"{'H=W':>5}{'Cin':>5}{'Cout':>6}{'conv2d ms':>11}{'winograd ms':>13}{'rel err':>9}")
@@ -70,7 +70,7 @@ def main(argv=None):
         rows.append(row)
         print(f"{h:5d}{c:5d}{o:6d}{row['conv2d_ms']:11.1f}{row['winograd_ms']:13.1f}{err:9.1e}", flush=True)
     atomic_write_json(args.out, {"command": "python -m bench.bench_winograd " + " ".join(sys.argv[1:] if argv is None else argv),
-                                 "rows": rows, "env": _env()})
+                                 "rows": rows, "env": env_info()})
     return 0
 
 

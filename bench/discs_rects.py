@@ -3,7 +3,8 @@
 NumPy only, so the torchvision child process (its own venv, no TensorFlow) reads the very same
 arrays. ``make_split(count, size, seed)`` -> images uint8 [N, S, S, 3], and per image a list of
 (class_id, mask bool [S, S]) with class 1 = disc, 2 = rectangle. Objects do not overlap (their
-boxes are kept 2 px apart), so every mask is exactly the drawn shape.
+boxes are kept 2 px apart), so every mask is exactly the drawn shape. ``write_data`` stores both
+splits in one npz and ``load_split`` reads one back (the parent and the torchvision child).
 """
 from __future__ import annotations
 
@@ -75,3 +76,25 @@ def boxes_of(masks):
         rows, cols = np.where(m.any(1))[0], np.where(m.any(0))[0]
         out.append([rows[0], cols[0], rows[-1] + 1, cols[-1] + 1])
     return np.asarray(out, np.float32).reshape(-1, 4)
+
+
+def write_data(path, n_train, n_val, size=128, seed=0):
+    """Both splits into one npz: images, per-object class ids and bit-packed masks, counts."""
+    arrays = {}
+    for split, count, s in (("train", n_train, seed), ("val", n_val, seed + 1000)):
+        images, annotations = make_split(count, size, s)
+        masks = [m for objs in annotations for _, m in objs]
+        arrays[f"{split}_images"] = images
+        arrays[f"{split}_counts"] = np.array([len(o) for o in annotations], np.int32)
+        arrays[f"{split}_classes"] = np.array([c for objs in annotations for c, _ in objs], np.int32)
+        arrays[f"{split}_masks"] = np.packbits(np.stack(masks), axis=-1)
+    np.savez(path, **arrays)
+
+
+def load_split(path, split):
+    """(images uint8 [N, S, S, 3], [(class_ids [K], masks bool [K, S, S]), ...])."""
+    d = np.load(path)
+    images, counts = d[f"{split}_images"], d[f"{split}_counts"]
+    masks = np.unpackbits(d[f"{split}_masks"], axis=-1, count=images.shape[2]).astype(bool)
+    classes, starts = d[f"{split}_classes"], np.concatenate([[0], np.cumsum(counts)])
+    return images, [(classes[a:b], masks[a:b]) for a, b in zip(starts[:-1], starts[1:])]

@@ -87,7 +87,7 @@ def train_setting(args, dataset, mode, batch):
     model.set_trainable("all", verbose=0)
     trainer = Trainer(model)
     pipe = InputPipeline(dataset, config, dataset.image_ids, seed=1)
-    cached = list(trainer.batches(pipe, 0, args.cached))
+    cached = list(trainer.distribute(pipe, 0, args.cached))
     step = trainer.build_train_step(pipe)
     reset_peak()
     times, losses = [], []

@@ -23,8 +23,8 @@ model.set_trainable("all", verbose=0)
 tr = Trainer(model)
 ds = synthetic_dataset(size, 8)
 pipe = InputPipeline(ds, config, ds.image_ids, seed=1)
-tr._build_steps(pipe.element_spec())
-batches = list(tr._distribute(pipe, 0, 3))
+tr.build_steps(pipe.element_spec())
+batches = list(tr.distribute(pipe, 0, 3))
 for i in range(2):
     t = time.perf_counter(); tr.train_step_fn(batches[i], tf.constant([1, i], tf.int64))["loss"].numpy(); print("warm", time.perf_counter() - t)
 logdir = "/tmp/mrcnn_profile_trace"

@@ -17,21 +17,12 @@ import torch
 import torchvision
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 
-
-def load(path, split):
-    d = np.load(path)
-    images, counts = d[f"{split}_images"], d[f"{split}_counts"]
-    masks = np.unpackbits(d[f"{split}_masks"], axis=-1, count=images.shape[2]).astype(bool)
-    classes, starts = d[f"{split}_classes"], np.concatenate([[0], np.cumsum(counts)])
-    return images, [(classes[a:b], masks[a:b]) for a, b in zip(starts[:-1], starts[1:])]
+from bench.discs_rects import boxes_of, load_split   # NumPy only (PYTHONPATH is the repository)
 
 
 def target(class_ids, masks):
-    boxes = []
-    for m in masks:
-        rows, cols = np.where(m.any(1))[0], np.where(m.any(0))[0]
-        boxes.append([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])   # x1, y1, x2, y2
-    return {"boxes": torch.tensor(np.asarray(boxes, np.float32).reshape(-1, 4)),
+    boxes = boxes_of(masks)[:, [1, 0, 3, 2]]   # torchvision's (x1, y1, x2, y2)
+    return {"boxes": torch.tensor(boxes),
             "labels": torch.from_numpy(class_ids.astype(np.int64)),
             "masks": torch.from_numpy(masks.astype(np.uint8))}
 
@@ -108,8 +99,8 @@ def predict(model, images, out):
 def main():
     spec = json.loads(sys.argv[1])
     torch.manual_seed(spec["seed"])
-    images, annotations = load(spec["data"], "train")
-    val_images, _ = load(spec["data"], "val")
+    images, annotations = load_split(spec["data"], "train")
+    val_images, _ = load_split(spec["data"], "val")
     model = build(spec, images.shape[1])
     curve, cpu = train(model, spec, images, annotations)
     predict(model, val_images, spec["out"])

@@ -190,16 +190,23 @@ class MaskRCNN(InspectMixin):
         with ``verbose`` > 0 (the default, as matterport) the trainable layers."""
         if self.mode != "training":
             raise ValueError("Create the model with mode='training' to train it.")
-        from mrcnn.engine.training import Trainer
-
         log("\nStarting at epoch {}. LR={}\n".format(self.epoch, learning_rate))
         log("Checkpoint Path: {}".format(self.checkpoint_path))
         self.set_trainable(layers, verbose=verbose)
+        return self.trainer.train(train_dataset, val_dataset, learning_rate, epochs, layers,
+                                  augmentation=augmentation, custom_callbacks=custom_callbacks,
+                                  no_augmentation_sources=no_augmentation_sources)
+
+    @property
+    def trainer(self):
+        """The ``mrcnn.engine.training.Trainer`` of this training-mode model (made on first use):
+        its ``build_steps``/``distribute`` step API, ``history``, ``step_losses``, ``bad_images``."""
         if self._trainer is None:
+            if self.mode != "training":
+                raise ValueError("Create the model with mode='training' to train it.")
+            from mrcnn.engine.training import Trainer
             self._trainer = Trainer(self)
-        return self._trainer.train(train_dataset, val_dataset, learning_rate, epochs, layers,
-                                   augmentation=augmentation, custom_callbacks=custom_callbacks,
-                                   no_augmentation_sources=no_augmentation_sources)
+        return self._trainer
 
     # ------------------------------------------------------------------ inference
     def mold_inputs(self, images):
@@ -224,7 +231,10 @@ class MaskRCNN(InspectMixin):
                              "use IMAGE_RESIZE_MODE='square' or call detect() per image.")
         return np.stack(molded).astype(np.float32), np.stack(metas), np.stack(windows)
 
-    def _detect_graph(self):
+    def detect_graph(self):
+        """The traced detection function (made once): (molded float32 [B, H, W, C], windows
+        float32 [B, 4] normalised, anchors float32 [A, 4] normalised) -> the inference
+        network's outputs (detections, masks, counts); see ``detect_molded_arrays``."""
         if self._detect_fn is None:
             net = self.keras_model
             spec = [tf.TensorSpec([None, None, None, self.config.IMAGE_CHANNEL_COUNT], tf.float32),
@@ -269,7 +279,7 @@ class MaskRCNN(InspectMixin):
         shape = molded.shape[1:3]
         anchors = self.get_anchors(shape)
         norm_windows = utils.norm_boxes(windows, shape).astype(np.float32)
-        detections, masks, counts = self._detect_graph()(
+        detections, masks, counts = self.detect_graph()(
             tf.constant(molded), tf.constant(norm_windows), tf.constant(anchors))
         detections, masks, counts = detections.numpy(), masks.numpy(), counts.numpy()
         out, offset = [], 0

@@ -74,7 +74,7 @@ def make_dataset(count=12, seed=5):
 def replica_seeds(strategy, seed):
     """{global replica id: the ROI-sampling seed it derives from ``seed``} for this process's replicas."""
     import tensorflow as tf
-    from mrcnn.engine.training import replica_seed
+    from mrcnn.engine.steps import replica_seed
 
     def fn(s):
         ctx = tf.distribute.get_replica_context()
@@ -155,7 +155,7 @@ def cmd_overflow(args):
     import keras
     import numpy as np
     import tensorflow as tf
-    from mrcnn.engine.training import agree_on_overflow
+    from mrcnn.engine.steps import agree_on_overflow
 
     with strategy.scope():
         w = keras.Variable(np.ones(3, np.float32), name="w")

@@ -44,7 +44,7 @@ def test_tiny_training_steps_in_mixed_bfloat16(tmp_path):
     pipe = InputPipeline(ds, config, ds.image_ids, seed=1)
     step = trainer.build_train_step(pipe)
     assert not isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
-    batch = next(iter(trainer.batches(pipe, 0, 1)))
+    batch = next(iter(trainer.distribute(pipe, 0, 1)))
     losses = [step(batch, tf.constant([1, i], tf.int64)) for i in range(6)]
     for out in losses:
         assert all(math.isfinite(float(v)) for v in out.values()), out

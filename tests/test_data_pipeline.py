@@ -172,6 +172,36 @@ def test_image_failing_mid_epoch_is_replaced_and_reported(config, caplog):
     assert _equal(batches, _batches(pipe, 0, 3))
 
 
+def test_bad_annotations_are_checked_at_load_and_skipped(config, caplog):
+    """No up-front pass: each sample is checked as it loads (empty mask, masks of another size,
+    class id out of range), replaced by the next id with the failed slot's randomness, warned
+    about with its id and problem, and recorded; the stream stays deterministic."""
+    ds = faulty_shapes(8, {2: "empty_mask", 3: "size", 4: "class"}, seed=5)
+    assert all(ds.load_mask(i)[0].shape[-1] for i in (2, 4))
+    pipe = InputPipeline(ds, config, ds.image_ids, shuffle=False, seed=1)
+    with caplog.at_level("WARNING", logger="mrcnn.data.data_pipeline"):
+        batches = _batches(pipe, 0, 4)
+    ids = np.concatenate([b["image_id"] for b in batches]).tolist()
+    assert ids == [0, 1, 5, 5, 5, 5, 6, 7]
+    assert sorted(pipe.failures) == [2, 3, 4]
+    assert "empty mask for instance(s) [0]" in pipe.failures[2]
+    assert "differs from image size" in pipe.failures[3]
+    assert "outside 1..3" in pipe.failures[4]
+    for i in (2, 3, 4):
+        assert f"Skipping image {i} " in caplog.text
+    # The replacement keeps the slot's randomness: slot 2 (image 5) equals image 5 loaded there.
+    ref = InputPipeline(ds, config, ds.image_ids, shuffle=False, seed=1).load_sample(5, 0, 2)
+    np.testing.assert_array_equal(batches[1]["image"][0], ref[0])
+    assert _equal(batches, _batches(pipe, 0, 4))
+
+
+def test_all_images_bad_is_a_clear_error(config):
+    ds = faulty_shapes(2, {0: "size", 1: "class"}, seed=5)
+    pipe = InputPipeline(ds, config, ds.image_ids, shuffle=False, seed=1)
+    with pytest.raises(tf.errors.OpError, match="None of the pipeline's images could be used"):
+        _batches(pipe, 0, 1)
+
+
 def test_imgaug_augmentation_is_reproducible_under_the_seed(config):
     """imgaug's random state is global; each sample gets a copy seeded from its own rng."""
     compat = pytest.importorskip("mrcnn.data.imgaug_compat")

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from download import zipdir
-from download.mirror.build import _filler, write_zip
+from download.mirror.build import filler_members, write_zip
 from download.mirror.testing import running
 from download.net import Net
 from download.remote_zip import MissingMember, ShardReader
@@ -25,7 +25,7 @@ def shards(tmp_path_factory):
     """A sorted and a shuffled real-shaped shard, served; plus the member list."""
     d = tmp_path_factory.mktemp("zips")
     rng = random.Random(5)
-    members = _filler(rng, "7", N_MEMBERS)
+    members = filler_members(rng, "7", N_MEMBERS)
     members[10] = (members[10][0], b"\x89PNG" + b"deflate me " * 300, zipfile.ZIP_DEFLATED)
     write_zip(str(d / "openimages" / "sorted.zip"), members)
     write_zip(str(d / "openimages" / "shuffled.zip"), members, shuffle=random.Random(1))

@@ -1,15 +1,17 @@
-"""Tests for mrcnn.data.inputs: per-image training samples and the up-front data validation.
+"""Tests for mrcnn.data.inputs: per-image training samples and their validation.
 
 NumPy only (no model): references are built with mrcnn.utils on the same masks.
 """
 import logging
+import re
 
 import numpy as np
 import pytest
 
 from mrcnn import utils
 from mrcnn.structures.anchors import get_anchors
-from mrcnn.data.inputs import check_image, load_image_gt, prepare_sample, validate_dataset
+from mrcnn.data.inputs import (UnusableSample, check_image, load_image_gt, prepare_sample,
+                               sample_problems, validate_dataset)
 from tests.train_helpers import FaultyShapes, ManyInstances, faulty_shapes, shapes, train_config
 
 
@@ -274,3 +276,25 @@ def test_load_image_gt_rejects_masks_of_another_size_than_the_image(config):
     assert check_image(ds, 0) == []
     with pytest.raises(ValueError, match=r"Image 0 .*masks \(72, 64, 1\).*image of shape \(64, 64, 3\)"):
         load_image_gt(ds, config, 0)
+
+
+def test_prepare_sample_refuses_bad_annotations_with_their_problems(config, anchors):
+    """The load-time check of training: the problems of check_image, on the loaded sample."""
+    ds = faulty_shapes(5, {0: "empty_mask", 1: "size", 2: "class", 3: "raise"}, seed=3)
+    for i, text in ((0, "empty mask for instance(s) [0]"), (1, "differs from image size"),
+                    (2, "class ids [4] outside 1..3")):
+        with pytest.raises(UnusableSample, match=rf"Image {i} .*{re.escape(text)}") as info:
+            prepare_sample(ds, config, i, anchors, rng=np.random.default_rng(0))
+        assert info.value.image_id == i and any(text in p for p in info.value.problems)
+    with pytest.raises(OSError, match="unreadable"):
+        prepare_sample(ds, config, 3, anchors, rng=np.random.default_rng(0))
+    prepare_sample(ds, config, 4, anchors, rng=np.random.default_rng(0))
+
+
+def test_sample_problems_counts_and_crowds():
+    mask = np.zeros((8, 8, 2), bool)
+    mask[1:3, 1:3] = True
+    assert sample_problems(mask, [1, -2], (8, 8), 3) == []
+    assert sample_problems(mask, [1], (8, 8), 3) == ["2 masks but 1 class ids"]
+    assert sample_problems(np.zeros((0, 0, 0)), [], (8, 8), 3) == []
+    assert sample_problems(np.zeros((8, 8)), [1], (8, 8), 3)[0].endswith("expected [H, W, N]")

@@ -67,7 +67,7 @@ def test_more_images_than_batch_size(model):
 
 
 def test_no_retracing(model):
-    fn = model._detect_graph()
+    fn = model.detect_graph()
     model.detect([random_image(96, 128, seed=1), random_image(100, 100, seed=2)])
     for seed in range(3):
         model.detect([random_image(96, 128, seed=seed)])
@@ -97,7 +97,7 @@ def test_zero_detections_and_threshold(tmp_path):
     assert check_result(r, image.shape, 4, 20) > 0
     assert set(r["class_ids"].tolist()) == {1}
     np.testing.assert_allclose(r["scores"], score, rtol=1e-5)
-    assert m._detect_graph().experimental_get_tracing_count() == 1
+    assert m.detect_graph().experimental_get_tracing_count() == 1
 
 
 def test_pad64_mode_handles_several_molded_sizes_without_retracing(tmp_path):
@@ -106,7 +106,7 @@ def test_pad64_mode_handles_several_molded_sizes_without_retracing(tmp_path):
     for shape in ((64, 64), (70, 130), (128, 64)):
         image = random_image(*shape, seed=shape[1])
         check_result(m.detect([image])[0], image.shape, 4, 20)
-    assert m._detect_graph().experimental_get_tracing_count() == 1
+    assert m.detect_graph().experimental_get_tracing_count() == 1
 
 
 def test_unmold_detections_hand_worked(model):

@@ -40,3 +40,15 @@ def test_process_workers_replace_and_report_failed_images():
     assert ids == [0, 2, 2, 4, 4, 0]
     assert sorted(pipe.failures) == [1, 3]
     assert "NaN or infinite" in pipe.failures[1] and "unreadable" in pipe.failures[3]
+
+
+def test_process_workers_skip_bad_annotations_as_the_threaded_path():
+    """Samples failing the load-time checks (empty mask, size, class id) are replaced the same
+    way in worker processes, and the parent learns why."""
+    config = train_config()
+    ds = faulty_shapes(8, {2: "empty_mask", 3: "size", 4: "class"}, seed=5)
+    threaded = InputPipeline(ds, config, ds.image_ids, shuffle=False, seed=1)
+    processes = InputPipeline(ds, config, ds.image_ids, shuffle=False, seed=1, workers=2)
+    assert_same(batches(threaded, 0, 4), batches(processes, 0, 4))
+    assert sorted(processes.failures) == [2, 3, 4] == sorted(threaded.failures)
+    assert "empty mask" in processes.failures[2] and "outside" in processes.failures[4]

@@ -17,7 +17,6 @@ import tensorflow as tf
 import mrcnn.data.augment
 from mrcnn.structures.anchors import get_anchors
 from mrcnn.data.data_pipeline import InputPipeline
-from mrcnn.data.inputs import validate_dataset
 from mrcnn.model import MaskRCNN
 from mrcnn.engine.train_graph import LOSS_NAMES, TargetSpec, compute_losses, total_loss
 from mrcnn.engine.training import NonFiniteLossError, Trainer
@@ -126,6 +125,7 @@ def chained(tmp_path_factory):
     out["heads_tracing"] = trainer.train_step_fn.experimental_get_tracing_count()
     out["heads_history"] = list(history)
     out["heads_step"] = trainer.global_step
+    out["heads_bad"] = dict(trainer.bad_images(train_ds))
     out["imgaug_calls"] = sum(imgaug_calls)
     # Stage 2: one step per epoch, so epoch 2's loss is the loss of one known batch.
     config.STEPS_PER_EPOCH = 1
@@ -180,7 +180,8 @@ def test_chained_loss_is_not_doubled_and_equals_a_fresh_computation(chained, tmp
     assert np.isfinite([h[1][k] for k in LOSS_NAMES + ("loss",)]).all()
     assert h[1]["loss"] < 1.5 * h[0]["loss"]
     train_ds = chained["train_ds"]
-    good, _ = validate_dataset(train_ds)
+    # Stage 2 draws from the images stage 1 did not skip (each sample is checked as it loads).
+    good = [i for i in train_ds.image_ids if i not in chained["heads_bad"]]
     pipe = InputPipeline(train_ds, config, good, mrcnn.data.augment.Augmenter(), seed=config.SEED)
     batch = first_batch(pipe, epoch=1, steps=1)
     fresh = MaskRCNN("training", config, str(tmp_path))
@@ -190,7 +191,7 @@ def test_chained_loss_is_not_doubled_and_equals_a_fresh_computation(chained, tmp
     # The same traced step (graph numerics: an eager recompute can flip a top-k/NMS choice on
     # a last-bit difference); it reports the losses computed before its update.
     trainer = Trainer(fresh)
-    trainer._build_steps(pipe.element_spec())
+    trainer.build_steps(pipe.element_spec())
     out = trainer.train_step_fn(batch, tf.constant([config.SEED, chained["heads_step"]], tf.int64))
     values = {k: float(v) for k, v in out.items()}
     # TF's multi-threaded CPU reductions are not bit-reproducible between processes; a last-bit
@@ -317,3 +318,26 @@ def test_training_halves_the_loss_on_shapes(tmp_path):
     assert len(losses) == 12 and np.isfinite(losses).all()
     assert losses[-1] < 0.5 * losses[0], losses
     assert model._trainer.train_step_fn.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.slow
+def test_unusable_validation_set_and_bounded_step_losses(tmp_path, caplog):
+    """A validation set whose every image fails the load-time checks is dropped with a warning
+    (training goes on, as with no validation images); step_losses keeps the last N steps; a
+    training set without one usable image is a clear error."""
+    config = train_config(STEPS_PER_EPOCH=3, VALIDATION_STEPS=1)
+    keras.utils.set_random_seed(5)
+    model = MaskRCNN("training", config, str(tmp_path))
+    trainer = Trainer(model, step_losses_kept=2)
+    val_ds = faulty_shapes(2, {0: "size", 1: "class"}, seed=5)
+    with caplog.at_level("WARNING", logger="mrcnn.engine.training"):
+        history = trainer.train(shapes(4, seed=3), val_ds, 0.01, 2, "heads")
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert not any(k.startswith("val_") for r in history for k in r)
+    assert "none of the 2 images is usable" in caplog.text and "without validation" in caplog.text
+    assert sorted(trainer.bad_images(val_ds)) == [0, 1]
+    assert "validation: 2 of 2 images skipped so far" in caplog.text
+    assert [s for s, _ in trainer.step_losses] == [5, 6] and trainer.global_step == 6
+    bad_train = faulty_shapes(2, {0: "empty_mask", 1: "raise"}, seed=5)
+    with pytest.raises(ValueError, match="train: none of the 2 images is usable"):
+        trainer.train(bad_train, None, 0.01, 3, "heads")

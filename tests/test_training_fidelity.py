@@ -16,7 +16,8 @@ from mrcnn.config import Config
 from mrcnn.data.data_pipeline import InputPipeline
 from mrcnn.model import MaskRCNN
 from mrcnn.engine.train_graph import LOSS_NAMES, TargetSpec, compute_losses, total_loss
-from mrcnn.engine.training import Trainer, _make_optimizer
+from mrcnn.engine.steps import make_optimizer
+from mrcnn.engine.training import Trainer
 from tests.train_helpers import first_batch, shapes, train_config
 
 
@@ -48,7 +49,7 @@ def test_optimizer_clipping_matches_numpy(mode):
     config = train_config(GRADIENT_CLIP_NORM=5.0, GRADIENT_CLIP_MODE=mode, LEARNING_RATE=0.1,
                           LEARNING_MOMENTUM=0.9)
     variables = [tf.Variable(w) for w in w0]
-    opt = _make_optimizer(config)
+    opt = make_optimizer(config)
     opt.apply_gradients(zip([tf.constant(g) for g in grads], variables))
     want = ([_clip_per_tensor(g, 5.0) for g in grads] if mode == "per_tensor"
             else _clip_global(grads, 5.0))
@@ -76,9 +77,9 @@ def test_first_train_step_applies_matterports_loss_and_per_tensor_clipping(tmp_p
     being that of the five losses plus matterport's weight decay (checked in NumPy).
     Under op determinism, as ``train()`` runs with a SEED: the eager and traced gradients then
     differ by summation order only."""
-    from mrcnn.engine.training import _op_determinism
+    from mrcnn.engine.runtime import op_determinism
 
-    with _op_determinism(True):
+    with op_determinism(True):
         _check_first_train_step(tmp_path)
 
 
@@ -105,7 +106,7 @@ def _check_first_train_step(tmp_path):
 
     before = [v.numpy().copy() for v in variables]
     trainer = Trainer(model)
-    trainer._build_steps(pipe.element_spec())
+    trainer.build_steps(pipe.element_spec())
     trainer.optimizer.learning_rate.assign(0.05)
     out = trainer.train_step_fn(batch, seed)
     np.testing.assert_allclose(float(out["loss"]), float(total), rtol=1e-5)

@@ -94,7 +94,8 @@ def write_zip(path: str, members: list[tuple[str, bytes, int]], shuffle: random.
             zf.writestr(info, data)
 
 
-def _filler(rng: random.Random, shard: str, n: int) -> list[tuple[str, bytes, int]]:
+def filler_members(rng: random.Random, shard: str, n: int) -> list[tuple[str, bytes, int]]:
+    """``n`` random mask-like (name, bytes, ZIP_STORED) members of ``shard`` that pad a zip to its real size."""
     out = []
     alnum = "0123456789abcdefghijklmnopqrstuvwxyz"
     for _ in range(n):
@@ -150,7 +151,7 @@ def build_split(root: str, split: str, n_per_class: int, rng: np.random.Generato
     wr.writerows(rows)
     _write(os.path.join(base, "%s-annotations-object-segmentation.csv" % split), buf.getvalue().encode())
     for s in SHARDS:
-        members = shards[s] + _filler(pyrng, s, max(0, members_per_shard - len(shards[s])))
+        members = shards[s] + filler_members(pyrng, s, max(0, members_per_shard - len(shards[s])))
         write_zip(os.path.join(base, "%s-masks" % split, "%s-masks-%s.zip" % (split, s)), members,
                   shuffle=pyrng if shuffle_members else None)
     return gt

@@ -15,19 +15,23 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.structures.anchors import get_anchors
-from mrcnn.data.inputs import prepare_sample
+from mrcnn.data.inputs import UnusableSample, prepare_sample
 from mrcnn.data.rpn_targets import AnchorIndex
 
 log = logging.getLogger(__name__)
 
+# Starts the error raised when every image of the pipeline was skipped (the trainer looks for it).
+NO_USABLE_IMAGES = "None of the pipeline's images could be used"
 _KEYS = ("image", "active_class_ids", "rpn_match", "rpn_bbox", "gt_class_ids", "gt_boxes", "gt_masks")
 
 
 class InputPipeline:
     """Batches of training samples for one dataset.
 
-    ``image_ids``: the (validated) ids to draw from. ``stream(epoch, steps)`` gives a
-    ``tf.data.Dataset`` of ``steps`` batches of dicts (keys ``_KEYS`` plus ``image_id``).
+    ``image_ids``: the ids to draw from. ``stream(epoch, steps)`` gives a ``tf.data.Dataset``
+    of ``steps`` batches of dicts (keys ``_KEYS`` plus ``image_id``). Each sample is checked as
+    it is loaded (``inputs.sample_problems``); a bad one is replaced, warned about and recorded
+    in ``failures`` (see ``load_sample``), so batches keep their size and the stream its seed.
     """
 
     def __init__(self, dataset, config, image_ids, augmentation=None, no_augmentation_sources=None,
@@ -36,7 +40,7 @@ class InputPipeline:
         self.config = config
         self.image_ids = np.asarray(list(image_ids), np.int64)
         self._position_of = {int(i): k for k, i in enumerate(self.image_ids)}
-        self.failures = {}   # image_id -> message, for images that failed to load (see _load)
+        self.failures = {}   # image_id -> message, for images skipped (see load_sample)
         self._lock = threading.Lock()
         self.augmentation = augmentation
         self.no_aug_sources = set(no_augmentation_sources or [])
@@ -81,12 +85,14 @@ class InputPipeline:
             k += 1
         return np.concatenate(order)[:need]
 
-    def _load(self, image_id, epoch, position):
-        """Sample at (epoch, position), plus the id actually loaded.
+    def load_sample(self, image_id, epoch, position):
+        """The sample at (epoch, position): a tuple of the ``_KEYS`` arrays plus the id loaded.
 
-        An image whose loading fails (unreadable file, NaN pixels...) is recorded in
-        ``failures`` and replaced by the next usable id of ``image_ids``, so one bad file
-        does not end training mid-epoch. Replacements are deterministic.
+        An image whose loading fails (unreadable file, NaN pixels) or whose annotations would
+        break training (empty masks, masks of another size, class ids out of range, counts) is
+        recorded in ``failures`` and replaced by the next usable id of ``image_ids``, with the
+        failed slot's randomness: one bad file neither ends training mid-epoch nor changes the
+        batch shapes. Replacements are deterministic.
         """
         start = self._position_of[int(image_id)]
         n = len(self.image_ids)
@@ -104,16 +110,20 @@ class InputPipeline:
                 self._record_failure(candidate, exc)
                 continue
             return tuple(sample[k] for k in _KEYS) + (np.int32(candidate),)
-        raise RuntimeError(f"No image of the dataset could be loaded; errors: {self.failures}")
+        raise RuntimeError(f"{NO_USABLE_IMAGES}; problems: {self.failures}")
 
     def _record_failure(self, image_id, exc):
         with self._lock:
             if image_id in self.failures:
                 return
-            self.failures[image_id] = f"loading failed: {exc!r}"
+            if isinstance(exc, UnusableSample):
+                self.failures[image_id] = "; ".join(exc.problems)
+            else:
+                self.failures[image_id] = f"loading failed: {exc!r}"
+            message = self.failures[image_id]
         ref = self.dataset.image_reference(image_id) or self.dataset.image_info[image_id].get("path", "")
-        log.warning("Skipping image %d (%s) in training, it failed to load: %r. Fix or remove it "
-                    "(python -m dataset check DIR).", image_id, ref, exc)
+        log.warning("Skipping image %d (%s) in training: %s. Fix or remove it "
+                    "(python -m dataset check DIR).", image_id, ref, message)
 
     def stream(self, epoch, steps, shard=None, batch_size=None):
         """tf.data.Dataset of ``steps`` batches for ``epoch`` (prefetched).
@@ -135,13 +145,13 @@ class InputPipeline:
         touts = [self.specs[k][1] for k in _KEYS] + [tf.int32]
 
         def load(image_id, position):
-            outs = tf.numpy_function(self._load, [image_id, tf.constant(epoch, tf.int64), position],
+            outs = tf.numpy_function(self.load_sample, [image_id, tf.constant(epoch, tf.int64), position],
                                      touts, stateful=False)
             sample = {}
             for k, t in zip(_KEYS, outs):
                 t.set_shape(self.specs[k][0])
                 sample[k] = t
-            sample["image_id"] = tf.ensure_shape(outs[-1], [])   # the id loaded (see ``_load``)
+            sample["image_id"] = tf.ensure_shape(outs[-1], [])   # the id loaded (see ``load_sample``)
             return sample
 
         return self._finish(ds.map(load, num_parallel_calls=self.num_parallel_calls, deterministic=True),

@@ -3,6 +3,9 @@
 ``load_image_gt`` keeps matterport's contract for notebooks; ``prepare_sample`` adds what the
 training graph needs at fixed shapes: RPN targets, normalised GT boxes padded to
 MAX_GT_INSTANCES, (mini-)masks and the active class ids. Box format (y1, x1, y2, x2).
+``prepare_sample`` also checks the sample it loads (``sample_problems``), so training needs no
+up-front pass over the dataset; ``check_image``/``validate_dataset`` remain for users who
+want one.
 """
 from __future__ import annotations
 
@@ -46,6 +49,29 @@ def _fit_canvas(image, mask, shape):
     return fit(image), fit(mask)
 
 
+class UnusableSample(ValueError):
+    """An image whose annotations would break training; ``problems`` lists why (strings)."""
+
+    def __init__(self, image_id, reference, problems):
+        self.image_id, self.problems = image_id, list(problems)
+        super().__init__(f"Image {image_id} ({reference}): " + "; ".join(self.problems))
+
+
+def _reference(dataset, image_id):
+    return dataset.image_reference(image_id) or dataset.image_info[image_id].get("path", "")
+
+
+def _load_raw_gt(dataset, image_id):
+    """image [H, W, C] as loaded, masks bool [h, w, N] and class ids int32 [N] as loaded
+    (matterport's empty [0, 0, 0] masks become [H, W, 0])."""
+    image = dataset.load_image(image_id)
+    mask, class_ids = dataset.load_mask(image_id)
+    mask = np.asarray(mask).astype(bool, copy=False)
+    if mask.size == 0:  # matterport's base load_mask returns an empty [0, 0, 0] array
+        mask = np.zeros(np.shape(image)[:2] + (0,), bool)
+    return image, mask, np.asarray(class_ids, np.int32).reshape(-1)
+
+
 def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
                   use_mini_mask=None, rng=None):
     """Load and resize one image with its GT (matterport semantics).
@@ -54,15 +80,17 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
     bbox int32 [N, 4] pixels, mask bool [H, W, N] (or [mini_h, mini_w, N] with mini-masks).
     Instances whose mask ends up empty (cropped away) are dropped.
     """
+    image, mask, class_ids = _load_raw_gt(dataset, image_id)
+    return _mold_gt(dataset, config, image_id, image, mask, class_ids, augment, augmentation,
+                    use_mini_mask, rng)
+
+
+def _mold_gt(dataset, config, image_id, image, mask, class_ids, augment=False, augmentation=None,
+             use_mini_mask=None, rng=None):
+    """``load_image_gt`` after loading: resize, augment, drop emptied instances, boxes, mini-masks."""
     if use_mini_mask is None:
         use_mini_mask = config.USE_MINI_MASK
     rng = rng if rng is not None else np.random.default_rng()
-    image = dataset.load_image(image_id)
-    mask, class_ids = dataset.load_mask(image_id)
-    mask = np.asarray(mask).astype(bool, copy=False)
-    if mask.size == 0:  # matterport's base load_mask returns an empty [0, 0, 0] array
-        mask = np.zeros(image.shape[:2] + (0,), bool)
-    class_ids = np.asarray(class_ids, np.int32).reshape(-1)
     if mask.ndim != 3 or mask.shape[:2] != image.shape[:2] or mask.shape[2] != len(class_ids):
         # Caught here too because check_image trusts image_info's height/width.
         raise ValueError(f"Image {image_id} ({dataset.image_reference(image_id)}): load_mask returned masks "
@@ -98,10 +126,17 @@ def prepare_sample(dataset, config, image_id, anchors, augmentation=None, rng=No
     Returns a dict: image uint8 [H, W, 3], active_class_ids int32 [C], rpn_match int32 [A],
     rpn_bbox float32 [R, 4], gt_class_ids int32 [G], gt_boxes float32 [G, 4] normalised,
     gt_masks bool [mh, mw, G] (G = MAX_GT_INSTANCES; zero padding).
+    Raises ``UnusableSample`` for annotations that would break training (``sample_problems``)
+    and ValueError for unusable pixels; the pipeline skips and reports such images.
     """
     rng = rng if rng is not None else np.random.default_rng()
-    image, meta, class_ids, bbox, mask = load_image_gt(
-        dataset, config, image_id, augmentation=augmentation, rng=rng)
+    image, mask, class_ids = _load_raw_gt(dataset, image_id)
+    # Validated here, on the masks this load decodes anyway: no up-front pass over the dataset.
+    problems = sample_problems(mask, class_ids, np.shape(image)[:2], dataset.num_classes)
+    if problems:
+        raise UnusableSample(image_id, _reference(dataset, image_id), problems)
+    image, meta, class_ids, bbox, mask = _mold_gt(
+        dataset, config, image_id, image, mask, class_ids, augmentation=augmentation, rng=rng)
     image = _pipeline_image(image, dataset, config, image_id)
     g = config.MAX_GT_INSTANCES
     if len(class_ids) > g:
@@ -137,45 +172,57 @@ def _pipeline_image(image, dataset, config, image_id):
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def check_image(dataset, image_id):
-    """Problems that would break training on one image: list of strings (empty when fine).
+def sample_problems(mask, class_ids, image_shape, num_classes):
+    """Problems that would break training on one loaded sample: list of strings (empty when fine).
 
-    Checks the masks against the image size, empty masks, class ids outside the dataset
-    (negative ids are crowd regions and count by their absolute value) and mismatched counts.
-    Decodes the image only when ``image_info`` lacks height/width.
+    mask [h, w, N] as loaded, class_ids [N], image_shape (H, W). Checks the masks against the
+    image size, empty masks, class ids outside 1..num_classes-1 (negative ids are crowd regions
+    and count by their absolute value) and mismatched counts.
+    """
+    mask = np.asarray(mask)
+    class_ids = np.asarray(class_ids).reshape(-1)
+    if mask.size == 0 and len(class_ids) == 0:
+        return []
+    if mask.ndim != 3:
+        return [f"load_mask returned shape {mask.shape}; expected [H, W, N]"]
+    problems = []
+    if mask.shape[:2] != tuple(image_shape):
+        problems.append(f"mask size {mask.shape[:2]} differs from image size {tuple(image_shape)}")
+    if mask.shape[2] != len(class_ids):
+        problems.append(f"{mask.shape[2]} masks but {len(class_ids)} class ids")
+    # any() over the leading axes, one at a time (see _mold_gt).
+    filled = mask.any(axis=0).any(axis=0) if mask.shape[2] else np.zeros(0, bool)
+    empty = [int(i) for i in np.flatnonzero(~filled)]
+    if empty:
+        problems.append(f"empty mask for instance(s) {empty}")
+    # Negative ids are crowds (matterport's COCO loader): valid when |id| is a class.
+    bad = [int(c) for c in class_ids if c == 0 or abs(c) >= num_classes]
+    if bad:
+        problems.append(f"class ids {bad} outside 1..{num_classes - 1} (negative ids mark crowds)")
+    return problems
+
+
+def check_image(dataset, image_id):
+    """``sample_problems`` of one dataset image, loading only its masks: list of strings.
+
+    For users who validate a dataset before training (``train()`` checks each sample as it
+    loads it). Decodes the image only when ``image_info`` lacks height/width.
     """
     info = dataset.image_info[image_id]
-    problems = []
     try:
         mask, class_ids = dataset.load_mask(image_id)
     except Exception as exc:  # noqa: BLE001 - any loader failure makes the image unusable
         return [f"load_mask failed: {exc!r}"]
-    mask = np.asarray(mask)
-    class_ids = np.asarray(class_ids).reshape(-1)
-    if mask.size == 0 and len(class_ids) == 0:
-        return problems
-    if "height" in info and "width" in info and info["height"] and info["width"]:
+    if np.asarray(mask).size == 0 and np.asarray(class_ids).size == 0:
+        return []
+    if info.get("height") and info.get("width"):
         shape = (int(info["height"]), int(info["width"]))
     else:
         try:
             shape = dataset.load_image(image_id).shape[:2]
         except Exception as exc:  # noqa: BLE001
             return [f"load_image failed: {exc!r}"]
-    if mask.ndim != 3:
-        return [f"load_mask returned shape {mask.shape}; expected [H, W, N]"]
-    if mask.shape[:2] != tuple(shape):
-        problems.append(f"mask size {mask.shape[:2]} differs from image size {tuple(shape)}")
-    if mask.shape[2] != len(class_ids):
-        problems.append(f"{mask.shape[2]} masks but {len(class_ids)} class ids")
-    empty = [i for i in range(mask.shape[2]) if not mask[:, :, i].any()]
-    if empty:
-        problems.append(f"empty mask for instance(s) {empty}")
-    # Negative ids are crowds (matterport's COCO loader): valid when |id| is a class.
-    bad = [int(c) for c in class_ids if c == 0 or abs(c) >= dataset.num_classes]
-    if bad:
-        problems.append(f"class ids {bad} outside 1..{dataset.num_classes - 1} "
-                        f"(negative ids mark crowds)")
-    return problems
+    return sample_problems(mask, class_ids, shape, dataset.num_classes)
 
 
 def validate_dataset(dataset, image_ids=None, workers=4):
@@ -185,6 +232,5 @@ def validate_dataset(dataset, image_ids=None, workers=4):
         results = list(pool.map(lambda i: check_image(dataset, i), ids))
     bad = {i: p for i, p in zip(ids, results) if p}
     for i, problems in bad.items():
-        ref = dataset.image_reference(i) or dataset.image_info[i].get("path", i)
-        log.warning("Skipping image %s (%s): %s", i, ref, "; ".join(problems))
+        log.warning("Skipping image %s (%s): %s", i, _reference(dataset, i), "; ".join(problems))
     return [i for i in ids if i not in bad], bad

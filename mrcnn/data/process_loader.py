@@ -5,7 +5,7 @@ augmentation, mini-masks, RPN targets) in N forked processes instead of the thre
 ``tf.numpy_function`` map. Every sample still draws its randomness from (seed, epoch, position)
 and results come back in order, so the stream is the same as the threaded one, bit for bit.
 Workers are forked (Linux): they inherit the dataset and config without pickling, and never
-call TensorFlow. Images that fail to load are reported back and merged into the parent's
+call TensorFlow. Images that fail to load or to pass the sample checks are reported back and merged into the parent's
 ``failures``, as in the threaded path.
 """
 from __future__ import annotations
@@ -22,13 +22,13 @@ _PIPE = None   # the InputPipeline a forked worker serves (set before the fork)
 def _work(args):
     image_id, epoch, position = args
     known = set(_PIPE.failures)
-    sample = _PIPE._load(image_id, epoch, position)
+    sample = _PIPE.load_sample(image_id, epoch, position)
     new = {k: v for k, v in _PIPE.failures.items() if k not in known}
     return sample, new
 
 
 def _generate(pipe, order, positions, epoch, workers):
-    """Yields _load's tuples for (order, positions) in order, from ``workers`` processes."""
+    """Yields load_sample's tuples for (order, positions) in order, from ``workers`` processes."""
     global _PIPE
     _PIPE = pipe
     ctx = mp.get_context("fork")

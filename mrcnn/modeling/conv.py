@@ -27,12 +27,12 @@ from keras import layers as KL
 _SHIFTED_MIN_PIXELS = 64 * 64
 
 
-def _flip_transpose(kernel):
+def flip_transpose(kernel):
     """[K, K, Cin, Cout] -> [K, K, Cout, Cin], spatially reversed."""
     return tf.transpose(tf.reverse(kernel, axis=[0, 1]), [0, 1, 3, 2])
 
 
-def _filter_grad(x, dy, k, padding):
+def filter_grad(x, dy, k, padding):
     """dk [K, K, Cin, Cout] of a stride-1 conv with input x [N, H, W, Cin] and dy [N, Ho, Wo, Cout]."""
     cin, cout = x.shape[-1], dy.shape[-1]
     if k == 1:
@@ -68,11 +68,11 @@ def _conv_stride1(x, kernel, padding):
 
         def grad(dy):
             if padding == "same" or k == 1:
-                dx = tf.nn.conv2d(dy, _flip_transpose(kernel), 1, "SAME")
+                dx = tf.nn.conv2d(dy, flip_transpose(kernel), 1, "SAME")
             else:
                 dyp = tf.pad(dy, [[0, 0], [k - 1, k - 1], [k - 1, k - 1], [0, 0]])
-                dx = tf.nn.conv2d(dyp, _flip_transpose(kernel), 1, "VALID")
-            return dx, _filter_grad(x, dy, k, padding)
+                dx = tf.nn.conv2d(dyp, flip_transpose(kernel), 1, "VALID")
+            return dx, filter_grad(x, dy, k, padding)
 
         return y, grad
 
