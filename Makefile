@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml setup.py
 # The suite in three passes (tests/conftest.py): the modules that never run TensorFlow once,
 # with TensorFlow imports forbidden; every other test under oneDNN off, then on. TensorFlow
 # turns oneDNN on by itself on AVX-512/AMX CPUs, which changes kernels and summation orders.
-NO_TF_TESTS = $(shell $(PY) -c "from tests.conftest import NO_TF_MODULES as m; print(' '.join('tests/%s.py' % x for x in sorted(m)))")
+NO_TF_TESTS = $(shell $(PY) -c "from tests.conftest import no_tf_paths; print(' '.join(no_tf_paths()))")
 
 test: $(STAMP)
 	@echo "=== make test 1/3: tests that never run TensorFlow (MRCNN_FORBID_TF=1) ==="

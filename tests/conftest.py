@@ -24,6 +24,21 @@ NO_TF_MODULES = {
 _FORBIDDEN = ("tensorflow", "keras", "tf_keras")
 
 
+def no_tf_paths():
+    """Paths (relative to the checkout) of the NO_TF_MODULES files, wherever they sit under
+    tests/; a name without a file is an error, so a renamed test cannot drop out silently."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = {}
+    for base, _, names in os.walk(here):
+        for name in names:
+            if name[:-3] in NO_TF_MODULES and name.endswith(".py"):
+                found[name[:-3]] = os.path.relpath(os.path.join(base, name), os.path.dirname(here))
+    missing = sorted(NO_TF_MODULES - set(found))
+    if missing:
+        raise SystemExit(f"tests/conftest.py NO_TF_MODULES names missing test files: {missing}")
+    return [found[m] for m in sorted(found)]
+
+
 class _ForbidTensorFlow(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in _FORBIDDEN:
