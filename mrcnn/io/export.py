@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 
+from mrcnn.io.fsio import atomic_directory
 from mrcnn.io.runs import RunError
 
 
@@ -232,34 +232,13 @@ def export_saved_model(model, out_dir, class_names=None):
         raise ExportError(f"{len(names)} class names given for NUM_CLASSES={config.NUM_CLASSES}.")
     out_dir = os.path.abspath(os.fspath(out_dir))
     check_target(out_dir)
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out_dir)}.tmp-")
-    old = None
-    try:
-        with tempfile.TemporaryDirectory() as assets_dir:
-            module = _build_module(model.keras_model, config, names, assets_dir)
-            signatures = {"serving_default": module.serve, "class_names": module.class_names}
-            tf.saved_model.save(module, tmp, signatures=signatures)
+    with atomic_directory(out_dir) as tmp, tempfile.TemporaryDirectory() as assets_dir:
+        module = _build_module(model.keras_model, config, names, assets_dir)
+        signatures = {"serving_default": module.serve, "class_names": module.class_names}
+        tf.saved_model.save(module, tmp, signatures=signatures)
         with open(os.path.join(tmp, "mrcnn_export.json"), "w", encoding="utf8") as f:
             json.dump({"class_names": names, "image_max_dim": int(config.IMAGE_MAX_DIM),
                        "detection_min_confidence": float(config.DETECTION_MIN_CONFIDENCE)}, f, indent=2)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would hide the model from a serving user
-        if os.path.isdir(out_dir) and os.listdir(out_dir):
-            # a directory cannot be renamed over a non-empty one: move the old export aside first
-            old = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out_dir)}.old-")
-            os.replace(out_dir, os.path.join(old, "saved_model"))
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old and not os.path.exists(out_dir):  # put the previous export back
-            os.replace(os.path.join(old, "saved_model"), out_dir)
-        raise
-    finally:
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
     return out_dir
 
 

@@ -134,3 +134,53 @@ def atomic_rename(src: str, dst: str) -> None:
     os.chmod(src, 0o666 & ~umask())
     os.replace(src, dst)
     _fsync(os.path.dirname(os.path.abspath(dst)), directory=True)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see ``atomic_path``)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_copy(src: str, dst: str) -> None:
+    """Copy ``src`` to ``dst`` atomically; DiskFullError (folder, bytes) if it cannot fit."""
+    with open(src, "rb") as fin, atomic_open(dst, "wb", need=os.path.getsize(src)) as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def atomic_link(src: str, dst: str) -> None:
+    """``dst`` as a hard link to ``src`` (no extra disk), swapped in atomically; an atomic copy
+    where the filesystem has no hard links. Only for files that are never rewritten in place."""
+    with atomic_path(dst, durable=False) as tmp:
+        os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            atomic_copy(src, tmp)
+
+
+@contextmanager
+def atomic_directory(path: str):
+    """Yield a temp folder beside ``path`` to fill; on a clean exit it gets the umask's mode
+    (mkdtemp makes 0o700) and replaces ``path``, whose old contents are removed only once the
+    new folder is in place. On any error the temp folder goes and ``path`` is left as it was."""
+    path = os.path.abspath(os.fspath(path))
+    parent, base = os.path.split(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{base}.tmp-")
+    old = None
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~umask())
+        if os.path.isdir(path) and os.listdir(path):
+            # a folder cannot be renamed over a non-empty one: move the old one aside first
+            old = tempfile.mkdtemp(dir=parent, prefix=f".{base}.old-")
+            os.replace(path, os.path.join(old, base))
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old and not os.path.exists(path):  # put the previous folder back
+            os.replace(os.path.join(old, base), path)
+        raise
+    finally:
+        if old:
+            shutil.rmtree(old, ignore_errors=True)

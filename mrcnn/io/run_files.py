@@ -5,39 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
 
-from mrcnn.io.fsio import atomic_open, atomic_path
+from mrcnn.io.fsio import atomic_link, atomic_path, atomic_write_text
 
 RESULTS_CSV = "results.csv"
 RESULTS_PNG = "results.png"
 
 
-def atomic_write_text(path, text):
-    with atomic_open(path, "w") as f:
-        f.write(text)
-
-
 def link_or_copy(src, dst):
-    """``dst`` as a hard link to ``src`` (no extra disk), atomically; a copy where the filesystem
-    has no hard links. Safe because every checkpoint is written as a new file (atomic rename),
-    never in place: a later epoch never changes what ``best.h5`` holds."""
-    tmp = f"{dst}.tmp-link"
-    try:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.link(src, tmp)
-        os.replace(tmp, dst)
-    except OSError:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        atomic_copy(src, dst)
-
-
-def atomic_copy(src, dst):
-    """Copy ``src`` to ``dst`` atomically; DiskFullError (folder, bytes) if it cannot fit."""
-    with open(src, "rb") as fin, atomic_open(dst, "wb", need=os.path.getsize(src)) as fout:
-        shutil.copyfileobj(fin, fout, 1 << 20)
+    """``dst`` as a hard link to ``src`` (a copy without hard links), swapped in atomically. Safe
+    because every checkpoint is written as a new file (atomic rename), never in place: a later
+    epoch never changes what ``best.h5`` holds."""
+    atomic_link(src, dst)
 
 
 def summary_tag(key):

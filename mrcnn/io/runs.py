@@ -20,9 +20,10 @@ import json
 import os
 import re
 
-from mrcnn.io.run_files import (RESULTS_CSV, RESULTS_PNG, append_results, atomic_copy,  # noqa: F401
-                                atomic_write_text, crop_to_content, link_or_copy, plot_results,
-                                read_results, summary_tag)
+from mrcnn.io.fsio import atomic_copy, atomic_write_text  # noqa: F401
+from mrcnn.io.run_files import (RESULTS_CSV, RESULTS_PNG, append_results,  # noqa: F401
+                                crop_to_content, link_or_copy, plot_results, read_results,
+                                summary_tag)
 
 STATE = "state.json"
 CONFIG = "config.toml"
