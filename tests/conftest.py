@@ -20,6 +20,8 @@ NO_TF_MODULES = {
     "test_download_mirror", "test_download_resume", "test_download_zip", "test_imgaug_compat",
     "test_evaluation", "test_inputs", "test_metrics", "test_rpn_targets", "test_shapes", "test_utils",
     "test_visualize", "test_rle", "test_schedule", "test_toml_io", "test_eval_loop",
+    "test_skipped", "test_run_files", "test_results_plot", "test_coco_weights", "test_config_checks",
+    "test_image",
 }
 _FORBIDDEN = ("tensorflow", "keras", "tf_keras")
 
