@@ -14,6 +14,8 @@ import pytest
 # Test modules that never run TensorFlow: NumPy code, downloads, dataset tools, configs.
 # Their subprocesses (python -m download / dataset) never import TensorFlow either.
 NO_TF_MODULES = {
+    "test_skipped", "test_run_files", "test_results_plot", "test_coco_weights", "test_config_checks",
+    "test_image",
     "test_anchors", "test_augment", "test_config", "test_config_defaults", "test_dataset_check",
     "test_dataset_convert", "test_dataset_fixtures", "test_dataset_formats", "test_dataset_openimages",
     "test_dataset_voc", "test_download_csv", "test_interrupt", "test_download_e2e", "test_download_faults",

@@ -72,6 +72,8 @@ def plain(key, value):
     """TOML/JSON-safe copy of a config value (lists, not numpy; callables by name)."""
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, np.bool_):  # check_values accepts NumPy booleans; TOML needs bool
+        return bool(value)
     if isinstance(value, np.ndarray):
         return [plain(key, v) for v in value.tolist()]
     if isinstance(value, (list, tuple)):
