@@ -35,7 +35,9 @@ pytestmark = pytest.mark.skipif(not _setuptools_ok(), reason="needs setuptools>=
 def venv(tmp_path_factory):
     root = tmp_path_factory.mktemp("wheel")
     src = root / "src"
-    shutil.copytree(REPO, src, ignore=lambda d, names: [n for n in names if n in SKIP or n.endswith(".egg-info")])
+    # SKIP only at the top (mrcnn/data is code); caches and egg-info anywhere.
+    shutil.copytree(REPO, src, ignore=lambda d, names: [
+        n for n in names if (n in SKIP and os.path.samefile(d, REPO)) or n == "__pycache__" or n.endswith(".egg-info")])
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
                     "-w", str(root / "dist"), "-q"], check=True, capture_output=True, timeout=300)
     wheel, = glob.glob(str(root / "dist" / "*.whl"))

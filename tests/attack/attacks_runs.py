@@ -33,7 +33,7 @@ def same_minute(tmp):
 @attack(2, "a suffixed run's checkpoint resumes into its own folder")
 def suffixed_checkpoint(tmp):
     from mrcnn.model import MaskRCNN
-    holder = types.SimpleNamespace(model_dir=os.path.join(tmp, "logs"), _name=lambda: "cat")
+    holder = types.SimpleNamespace(model_dir=os.path.join(tmp, "logs"), config=types.SimpleNamespace(NAME="cat"))
     ckpt = os.path.join(tmp, "logs", "cat20260101T1200-2", "mask_rcnn_cat_0003.h5")
     MaskRCNN.set_log_dir(holder, ckpt)
     assert holder.log_dir == os.path.dirname(ckpt), holder.log_dir

@@ -83,8 +83,13 @@ def test_wheel_and_editable_installs_put_the_pth_in_site_packages(tmp_path):
     """The wheel's root (= site-packages) holds the .pth and the hook module; an editable
     install writes the .pth into site-packages too."""
     src = tmp_path / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info",
-                                                             "logs", "data", ".cache", "__pycache__"))
+    top = {".venv", ".git", "build", "logs", "data", ".cache"}  # only at the top: mrcnn/data is code
+
+    def ignore(folder, names):
+        here = os.path.samefile(folder, ROOT)
+        return [n for n in names if (here and n in top) or n == "__pycache__" or n.endswith(".egg-info")]
+
+    shutil.copytree(ROOT, src, ignore=ignore)
     _pip(["wheel", "--no-deps", "-w", str(tmp_path / "whl"), str(src)])
     (wheel,) = (tmp_path / "whl").iterdir()
     names = zipfile.ZipFile(wheel).namelist()
