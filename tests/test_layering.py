@@ -78,3 +78,51 @@ def test_no_import_loops_in_the_model_package():
             visit(mod, [mod])
     assert len(graph) > 50 and "mrcnn.structures.boxes" in graph["mrcnn.utils"]
     assert loops == [], loops
+
+
+PACKAGES = ("mrcnn", "mrcnn_keras3", "download", "dataset")
+
+
+def _sources(folders=PACKAGES, extra=("train.py", "evaluate.py")):
+    paths = [os.path.join(REPO, p) for p in extra]
+    for folder in folders:
+        for base, _, names in os.walk(os.path.join(REPO, folder)):
+            paths += [os.path.join(base, n) for n in sorted(names) if n.endswith(".py")]
+    return {os.path.relpath(p, REPO): open(p, encoding="utf8").read() for p in sorted(paths)}
+
+
+def test_files_and_functions_stay_within_the_guideline():
+    """Files under 400 lines, functions under 60 (docstring included)."""
+    long_files, long_functions = [], []
+    for path, src in _sources().items():
+        if src.count("\n") > 400:
+            long_files.append((path, src.count("\n")))
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long_functions.append((path, node.name, node.end_lineno - node.lineno + 1))
+    assert long_files == [] and long_functions == [], (long_files, long_functions)
+
+
+def test_one_write_then_rename_and_one_box_iou():
+    """Only mrcnn/io/fsio.py renames a temp file into place; only the box library computes box
+    IoU (structures/boxes.py for NumPy, structures/boxes_tf.py for TensorFlow)."""
+    renames = [p for p, src in _sources().items() if "os.replace(" in src or "os.rename(" in src]
+    assert renames == [os.path.join("mrcnn", "io", "fsio.py")], renames
+    # Box IoU clips corners (a maximum of the starts, a minimum of the ends) before the union;
+    # mask IoU (metrics.compute_overlaps_masks) counts pixels and is another idea.
+    union = [p for p, src in _sources().items()
+             if "union" in src and "minimum(" in src and "maximum(" in src]
+    assert sorted(union) == [os.path.join("mrcnn", "structures", "boxes.py"),
+                             os.path.join("mrcnn", "structures", "boxes_tf.py")], union
+
+
+def test_bench_uses_no_private_name_of_the_package():
+    private = []
+    for path, src in _sources(("bench",), ()).items():
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls", "os", "sys")):
+                    private.append((path, node.lineno, node.attr))
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+                private += [(path, node.lineno, a.name) for a in node.names if a.name.startswith("_")]
+    assert private == [], private
