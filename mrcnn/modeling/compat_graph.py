@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from mrcnn.modeling.network import MaskRCNNNet
+from mrcnn.structures import boxes_tf
 
 # image_meta: id, original shape (3), molded shape (3), window (4), scale, then one flag per
 # class (``mrcnn.structures.image.compose_image_meta``).
@@ -66,9 +67,7 @@ class MetaWindows(_NetLayer):
     """image_meta [B, META] -> the image window [B, 4] normalised to the molded image."""
 
     def call(self, meta):
-        h, w = meta[:, 4] - 1.0, meta[:, 5] - 1.0
-        window = meta[:, 7:11] - tf.constant([0.0, 0.0, 1.0, 1.0])
-        return window / tf.stack([h, w, h, w], axis=1)
+        return boxes_tf.norm_boxes(meta[:, 7:11], meta[:, 4:6])
 
     def compute_output_shape(self, meta_shape):
         return (meta_shape[0], 4)

@@ -17,6 +17,7 @@ from mrcnn.modeling import heads
 from mrcnn.modeling import proposals
 from mrcnn.modeling import roi_align
 from mrcnn.modeling import rpn
+from mrcnn.structures import boxes_tf
 
 
 @keras.saving.register_keras_serializable(package="mrcnn_matterport")
@@ -108,9 +109,7 @@ class DetectionLayer(detection.DetectionLayer):
 
     def call(self, inputs):
         rois, probs, deltas, meta = inputs
-        h, w = meta[:, 4] - 1.0, meta[:, 5] - 1.0
-        windows = (meta[:, 7:11] - tf.constant([0.0, 0.0, 1.0, 1.0])) / tf.stack([h, w, h, w], axis=1)
-        return super().call(rois, probs, deltas, windows)
+        return super().call(rois, probs, deltas, boxes_tf.norm_boxes(meta[:, 7:11], meta[:, 4:6]))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.max_instances, 6)

@@ -13,6 +13,13 @@ from __future__ import annotations
 import tensorflow as tf
 
 
+def norm_boxes(boxes, shapes):
+    """Pixel boxes [B, 4] of images of size ``shapes`` [B, (h, w)] -> normalised boxes [B, 4]:
+    (box - [0, 0, 1, 1]) / ([h, w, h, w] - 1), the TensorFlow twin of ``boxes.norm_boxes``."""
+    h, w = shapes[:, 0] - 1.0, shapes[:, 1] - 1.0
+    return (boxes - tf.constant([0.0, 0.0, 1.0, 1.0])) / tf.stack([h, w, h, w], axis=1)
+
+
 def box_area(boxes):
     """[..., 4] -> [...] area (no +1)."""
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])

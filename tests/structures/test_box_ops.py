@@ -85,3 +85,18 @@ def test_box_area_and_trim_zero_rows():
 def test_iou_empty_and_single(n):
     b = np.zeros((n, 4), np.float32)
     assert box_ops.iou_matrix(b, np.ones((3, 4), np.float32)).shape == (n, 3)
+
+
+def test_norm_boxes_matches_the_numpy_twin_per_image():
+    from mrcnn.structures import boxes as np_boxes
+    from mrcnn.structures import boxes_tf
+
+    rng = np.random.default_rng(5)
+    shapes = np.array([[512, 384], [1024, 1024], [64, 640]], np.float32)
+    windows = np.stack([rng.uniform(0, 30, 3), rng.uniform(0, 30, 3),
+                        shapes[:, 0] - rng.uniform(0, 30, 3), shapes[:, 1] - rng.uniform(0, 30, 3)], 1)
+    got = boxes_tf.norm_boxes(tf.constant(windows, tf.float32), tf.constant(shapes)).numpy()
+    want = np.stack([np_boxes.norm_boxes(w[None], s)[0] for w, s in zip(windows, shapes.astype(int))])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got[1], [windows[1, 0] / 1023, windows[1, 1] / 1023,
+                                        (windows[1, 2] - 1) / 1023, (windows[1, 3] - 1) / 1023], rtol=1e-6)
