@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.structures.anchors import get_anchors
-from mrcnn.data.inputs import UnusableSample, prepare_sample
+from mrcnn.data.inputs import UnusableSample, image_ref, prepare_sample
 from mrcnn.data.rpn_targets import AnchorIndex
 
 log = logging.getLogger(__name__)
@@ -76,12 +76,13 @@ class InputPipeline:
     def epoch_order(self, epoch, steps):
         """The image ids of ``steps`` batches: seeded permutations, concatenated as needed."""
         need = steps * self.batch_size
-        order, k = [], 0
-        while sum(len(o) for o in order) < need:
+        order, have, k = [], 0, 0
+        while have < need:
             ids = self.image_ids
             if self.shuffle:
                 ids = np.random.default_rng([self.seed, epoch, k]).permutation(ids)
             order.append(ids)
+            have += len(ids)
             k += 1
         return np.concatenate(order)[:need]
 
@@ -121,7 +122,7 @@ class InputPipeline:
             else:
                 self.failures[image_id] = f"loading failed: {exc!r}"
             message = self.failures[image_id]
-        ref = self.dataset.image_reference(image_id) or self.dataset.image_info[image_id].get("path", "")
+        ref = image_ref(self.dataset, image_id)
         log.warning("Skipping image %d (%s) in training: %s. Fix or remove it "
                     "(python -m dataset check DIR).", image_id, ref, message)
 

@@ -57,7 +57,8 @@ class UnusableSample(ValueError):
         super().__init__(f"Image {image_id} ({reference}): " + "; ".join(self.problems))
 
 
-def _reference(dataset, image_id):
+def image_ref(dataset, image_id):
+    """How a message names an image: its ``image_reference``, else its path ("" without one)."""
     return dataset.image_reference(image_id) or dataset.image_info[image_id].get("path", "")
 
 
@@ -134,7 +135,7 @@ def prepare_sample(dataset, config, image_id, anchors, augmentation=None, rng=No
     # Validated here, on the masks this load decodes anyway: no up-front pass over the dataset.
     problems = sample_problems(mask, class_ids, np.shape(image)[:2], dataset.num_classes)
     if problems:
-        raise UnusableSample(image_id, _reference(dataset, image_id), problems)
+        raise UnusableSample(image_id, image_ref(dataset, image_id), problems)
     image, meta, class_ids, bbox, mask = _mold_gt(
         dataset, config, image_id, image, mask, class_ids, augmentation=augmentation, rng=rng)
     image = _pipeline_image(image, dataset, config, image_id)
@@ -232,5 +233,5 @@ def validate_dataset(dataset, image_ids=None, workers=4):
         results = list(pool.map(lambda i: check_image(dataset, i), ids))
     bad = {i: p for i, p in zip(ids, results) if p}
     for i, problems in bad.items():
-        log.warning("Skipping image %s (%s): %s", i, _reference(dataset, i), "; ".join(problems))
+        log.warning("Skipping image %s (%s): %s", i, image_ref(dataset, i), "; ".join(problems))
     return [i for i in ids if i not in bad], bad

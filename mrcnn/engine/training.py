@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.data.data_pipeline import NO_USABLE_IMAGES, InputPipeline
+from mrcnn.data.inputs import image_ref
 from mrcnn.engine import interrupt
 from mrcnn.engine.runtime import is_chief, op_determinism
 from mrcnn.engine.skipped import SkippedImages
@@ -238,8 +239,7 @@ class Trainer:
         # The ids this worker actually loaded (failed images are replaced in the pipeline).
         ids = np.concatenate([np.reshape(t.numpy(), [-1]) for t in
                               self.strategy.experimental_local_results(batch["image_id"])])
-        refs = [f"{int(i)} ({pipe.dataset.image_reference(int(i)) or pipe.dataset.image_info[int(i)].get('path', '')})"
-                for i in ids]
+        refs = [f"{int(i)} ({image_ref(pipe.dataset, int(i))})" for i in ids]
         return (f"Non-finite loss at {name} step {step + 1} of epoch {epoch + 1}: {json.dumps(values)}. "
                 f"Images in the batch: {', '.join(refs)}. "
                 "Check these annotations (python -m dataset check DIR) or lower LEARNING_RATE.")
