@@ -35,7 +35,7 @@ TORCHVISION_REFERENCE = {512: 4.0, 1024: 10.5}
 SETTINGS = {"default": (0.7, 100, 0.05, 100), "dense": (0.0, 100, 0.0, 100), "few": (0.7, 20, 0.05, 20)}
 
 
-def make_config(size, backbone, min_confidence, max_instances=100):
+def make_config(size, backbone, min_confidence, max_instances=100, precision="float32"):
     from mrcnn.config import Config
 
     class BenchConfig(Config):
@@ -48,6 +48,7 @@ def make_config(size, backbone, min_confidence, max_instances=100):
         IMAGE_MAX_DIM = size
         DETECTION_MIN_CONFIDENCE = min_confidence
         DETECTION_MAX_INSTANCES = max_instances
+        MIXED_PRECISION = None if precision == "float32" else precision
 
     return BenchConfig()
 
@@ -81,7 +82,7 @@ def detect_parts(model, image):
     return {"mold": t_mold, "graph": t_graph, "unmold": t_unmold}, len(r["rois"])
 
 
-def bench_ours(size, backbone, setting, repeats, seed):
+def bench_ours(size, backbone, setting, repeats, seed, precision="float32"):
     import keras
 
     from mrcnn.model import MaskRCNN
@@ -89,7 +90,7 @@ def bench_ours(size, backbone, setting, repeats, seed):
     keras.utils.set_random_seed(seed)  # same weights for every setting of a size
     t0 = time.perf_counter()
     min_confidence, max_instances = SETTINGS[setting][:2]
-    model = MaskRCNN(mode="inference", config=make_config(size, backbone, min_confidence, max_instances),
+    model = MaskRCNN(mode="inference", config=make_config(size, backbone, min_confidence, max_instances, precision),
                      model_dir=os.path.join("bench", "results", "logs"))
     build = time.perf_counter() - t0
     image = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
@@ -104,7 +105,7 @@ def bench_ours(size, backbone, setting, repeats, seed):
     for _ in range(min(repeats, 3)):  # the split is indicative; the headline is the detect() median
         p, _ = detect_parts(model, image)
         parts.append(p)
-    out = {"size": size, "setting": setting, "min_confidence": min_confidence, "max_instances": max_instances,
+    out = {"size": size, "setting": setting, "precision": precision, "min_confidence": min_confidence, "max_instances": max_instances,
            "build_seconds": build, "first_call_seconds": warm, "load_average_1min": os.getloadavg()[0],
            "median_seconds": float(np.median(walls)), "median_cpu_seconds": float(np.median(cpus)),
            "runs_seconds": walls, "detections": counts[0] if len(set(counts)) == 1 else counts,
@@ -191,6 +192,9 @@ def main(argv=None):
                     help="interpreter that can import torchvision (e.g. another venv); implies --torchvision")
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads for TF and torch (0: TF default)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precisions", default="float32",
+                    help="ours in these compute precisions, comma-separated: float32, mixed_bfloat16 "
+                         "(CPUs with AMX / AVX-512 BF16), mixed_float16 (GPUs)")
     ap.add_argument("--out", default=os.path.join("bench", "results", "inference.json"))
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -202,14 +206,14 @@ def main(argv=None):
     env = _env(args.threads)
 
     ours, theirs = [], []
-    for size in sizes:
-        for setting in settings:
-            rec = bench_ours(size, args.backbone, setting, args.repeats, args.seed)
-            ours.append(rec)
-            p = rec["parts_median_seconds"]
-            print(f"ours {size}px {setting:<7} {rec['median_seconds']:.3f} s/image "
-                  f"(graph {p['graph']:.3f}, unmold {p['unmold']:.3f}, mold {p['mold']:.3f}; "
-                  f"{rec['detections']} detections)", flush=True)
+    for size, setting, precision in ((z, s, p) for z in sizes for s in settings
+                                     for p in args.precisions.split(",")):
+        rec = bench_ours(size, args.backbone, setting, args.repeats, args.seed, precision)
+        ours.append(rec)
+        p = rec["parts_median_seconds"]
+        print(f"ours {size}px {setting:<7} {precision} {rec['median_seconds']:.3f} s/image "
+              f"(graph {p['graph']:.3f}, unmold {p['unmold']:.3f}, mold {p['mold']:.3f}; "
+              f"{rec['detections']} detections)", flush=True)
     tv_error = None
     if args.torchvision_python:
         for size in sizes:
@@ -235,7 +239,7 @@ def main(argv=None):
 
     print(f"\n{args.backbone}, 81 classes, POST_NMS_ROIS_INFERENCE=1000, median of {args.repeats} after "
           f"warm-up, {env['cpu_count']} CPUs (load at start {env['load_average_at_start']})")
-    print(f"  {'size':>5} {'setting':<8} {'dets':>5} {'detect s':>9} {'cpu s':>7} {'graph':>7} {'unmold':>7} "
+    print(f"  {'size':>5} {'setting':<8} {'precision':<15} {'dets':>5} {'detect s':>9} {'cpu s':>7} {'graph':>7} {'unmold':>7} "
           f"{'mold':>7} {'target s':>9} {'tv s':>7} {'tv/ours':>8}")
     for rec in ours:
         p = rec["parts_median_seconds"]
@@ -244,7 +248,7 @@ def main(argv=None):
         tv_s = tv[0]["median_seconds"] if tv else None
         rec["speedup_vs_torchvision_same_run"] = tv_s / rec["median_seconds"] if tv_s else None
         rec["speedup_vs_issue_reference"] = target / rec["median_seconds"] if target else None
-        print(f"  {rec['size']:>5} {rec['setting']:<8} {str(rec['detections']):>5} {rec['median_seconds']:>9.3f} "
+        print(f"  {rec['size']:>5} {rec['setting']:<8} {rec['precision']:<15} {str(rec['detections']):>5} {rec['median_seconds']:>9.3f} "
               f"{rec['median_cpu_seconds']:>7.3f} {p['graph']:>7.3f} {p['unmold']:>7.3f} {p['mold']:>7.3f} "
               f"{(target / 1.5 if target else float('nan')):>9.2f} "
               f"{(tv_s if tv_s else float('nan')):>7.2f} "

@@ -57,4 +57,5 @@ def evaluate(args, run):
     from .evaluation import evaluate_split
 
     return evaluate_split(run, args.data, args.split, args.classes, args.limit, args.min_confidence,
-                          args.overlays, args.out, not args.no_tensorboard, args.logs)
+                          args.overlays, args.out, not args.no_tensorboard, args.logs,
+                          precision=args.mixed_precision)

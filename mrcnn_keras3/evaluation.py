@@ -84,10 +84,11 @@ class ClassFilter:
 
 
 def evaluate_split(run, data, split="test", classes=None, limit=None, min_confidence=None, overlays=8,
-                   out=None, tensorboard=True, model_dir="logs"):
+                   out=None, tensorboard=True, model_dir="logs", precision=None):
     """Score ``run`` (a ``runs.Run``) on ``split`` of the ``data`` folder; 0 (the exit status).
 
-    ``classes``: the run's classes to score (default all); ``min_confidence`` default 0.05."""
+    ``classes``: the run's classes to score (default all); ``min_confidence`` default 0.05;
+    ``precision``: see ``eval_loop.inference_config`` (None: the run's)."""
     from mrcnn.evaluation import eval_loop
     from mrcnn.io import runs
 
@@ -96,7 +97,7 @@ def evaluate_split(run, data, split="test", classes=None, limit=None, min_confid
     if not data:
         raise UsageError("No data folder: the run's state.json does not name one; pass --data DIR.")
     min_conf = eval_loop.EVAL_MIN_CONFIDENCE if min_confidence is None else min_confidence
-    config = eval_loop.run_config(run, min_conf)
+    config = eval_loop.run_config(run, min_conf, precision)
     if state.get("class_names") or state.get("classes") or classes:
         fallback = sorted(classes or [], key=str.lower)
         names = model_class_names(state, config, fallback)
@@ -117,7 +118,8 @@ def evaluate_split(run, data, split="test", classes=None, limit=None, min_confid
     epoch = runs.weights_epoch(weights, state)
     result = dict(metrics, weights=os.path.abspath(weights), split=split,
                   run=os.path.abspath(run.dir) if run.dir else None, classes=wanted,
-                  data=os.path.abspath(data), limit=limit, min_confidence=min_conf, epoch=epoch)
+                  data=os.path.abspath(data), limit=limit, min_confidence=min_conf, epoch=epoch,
+                  mixed_precision=config.MIXED_PRECISION)
     runs.atomic_write_text(os.path.join(out, "metrics.json"), json.dumps(result, indent=2))
     evaluator.write_results(os.path.join(out, "predictions.json"))
     evaluator.write_ground_truth(os.path.join(out, "ground_truth.json"))

@@ -141,7 +141,7 @@ def predict(args, run):
 
     images = list_images(args.image)
     weights = run.weights
-    config = run_config(run, args.min_confidence)
+    config = run_config(run, args.min_confidence, args.mixed_precision)
     fallback = sorted(args.classes, key=str.lower) if args.classes else None
     names = model_class_names(run.state, config, fallback)
     keep = select_classes(names, args.classes)

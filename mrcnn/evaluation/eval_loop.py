@@ -25,13 +25,25 @@ log = logging.getLogger(__name__)
 EVAL_MIN_CONFIDENCE = 0.05
 
 
-def inference_config(config, min_confidence=EVAL_MIN_CONFIDENCE):
-    """A copy of a training config set up for evaluation (batch 1, low confidence cut)."""
+# --mixed-precision values of the evaluate command: None keeps the config's MIXED_PRECISION.
+PRECISIONS = {"off": None, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+def inference_config(config, min_confidence=EVAL_MIN_CONFIDENCE, precision=None):
+    """A copy of a training config set up for evaluation (batch 1, low confidence cut).
+
+    ``precision``: a key of ``PRECISIONS`` to compute in ("bfloat16": about 2x faster detection
+    on CPUs with AMX), or None for the one the run trained with.
+    """
     cfg = copy.copy(config)
     cfg.GPU_COUNT = 1
     cfg.IMAGES_PER_GPU = 1
     if min_confidence is not None:
         cfg.DETECTION_MIN_CONFIDENCE = float(min_confidence)
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        cfg.MIXED_PRECISION = PRECISIONS[precision]
     cfg.derive()
     return cfg
 
@@ -58,10 +70,11 @@ def load_inference_model(config, weights, model_dir, hint=""):
     return model
 
 
-def run_config(run, min_confidence=EVAL_MIN_CONFIDENCE):
+def run_config(run, min_confidence=EVAL_MIN_CONFIDENCE, precision=None):
     """The inference config of a resolved run (``runs.resolve_run``): its config TOML, batch 1,
-    ``min_confidence`` (None: the config's DETECTION_MIN_CONFIDENCE). TF-free; RunError if bad."""
-    return inference_config(runs.read_config(run.config_path), min_confidence)
+    ``min_confidence`` (None: the config's DETECTION_MIN_CONFIDENCE), ``precision`` (see
+    ``inference_config``). TF-free; RunError if bad."""
+    return inference_config(runs.read_config(run.config_path), min_confidence, precision)
 
 
 def open_run(run, config=None, min_confidence=EVAL_MIN_CONFIDENCE, fallback_names=None, model_dir=None,

@@ -51,3 +51,43 @@ def test_tiny_training_steps_in_mixed_bfloat16(tmp_path):
     totals = [float(out["loss"]) for out in losses]
     assert np.mean(totals[-2:]) < totals[0], totals   # fitting one batch: the loss falls
     assert all(v.dtype == "float32" for v in net.trainable_variables)
+
+
+def test_evaluate_cli_flag_takes_a_precision():
+    from mrcnn_keras3.evaluate_cli import parse_args
+
+    assert parse_args(["--mixed-precision", "bfloat16"]).mixed_precision == "bfloat16"
+    assert parse_args(["--mixed-precision", "off"]).mixed_precision == "off"
+    assert parse_args([]).mixed_precision is None
+
+
+def test_detect_in_mixed_bfloat16_matches_float32_features(tmp_path):
+    """Inference with the run's float32 weights in bfloat16: the pyramid and RPN logits stay
+    within bfloat16's rounding of float32's, and detect() returns matterport's dtypes."""
+    from mrcnn.evaluation.eval_loop import copy_weights, inference_config
+
+    base = tiny_config(IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, DETECTION_MIN_CONFIDENCE=0.0)
+    keras.utils.set_random_seed(2)
+    f32 = MaskRCNN("inference", inference_config(base, None), str(tmp_path))
+    bf16 = MaskRCNN("inference", inference_config(base, None, "bfloat16"), str(tmp_path))
+    assert keras.config.dtype_policy().name == "float32"
+    copy_weights(f32, bf16)
+    assert bf16.keras_model.get_layer("fpn_p3").compute_dtype == "bfloat16"
+    ds = ShapesDataset()
+    ds.load_shapes(1, 64, 64, seed=4)
+    ds.prepare()
+    image = ds.load_image(0)
+    molded = tf.constant(f32.mold_inputs([image])[0])
+    (p32, logits32), (p16, logits16) = [
+        (outs[0], outs[1]) for outs in (m.keras_model.features(molded) for m in (f32, bf16))]
+    for a, b in list(zip(p32, p16)) + [(logits32, logits16)]:
+        a, b = np.asarray(a, np.float32), np.asarray(tf.cast(b, tf.float32))
+        scale = np.abs(a).max()
+        assert scale > 0
+        assert np.abs(a - b).max() <= 0.05 * scale, (np.abs(a - b).max(), scale)
+        assert np.abs(a - b).max() > 0   # really computed in bfloat16
+    r = bf16.detect([image])[0]
+    assert r["rois"].dtype == np.int32 and r["class_ids"].dtype == np.int32
+    assert r["scores"].dtype == np.float32 and r["masks"].dtype == bool
+    assert r["masks"].shape[:2] == image.shape[:2] and len(r["rois"]) == r["masks"].shape[-1] > 0
+    assert np.all(np.isfinite(r["scores"])) and np.all((r["scores"] >= 0) & (r["scores"] <= 1))

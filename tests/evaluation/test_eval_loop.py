@@ -80,6 +80,17 @@ def test_inference_config_is_a_derived_copy():
     assert eval_loop.inference_config(train, min_confidence=None).DETECTION_MIN_CONFIDENCE == 0.7
 
 
+def test_inference_config_precision_overrides_the_runs():
+    train = TrainConfig()
+    train.MIXED_PRECISION = "mixed_float16"
+    assert eval_loop.inference_config(train).MIXED_PRECISION == "mixed_float16"   # the run's own
+    assert eval_loop.inference_config(train, precision="bfloat16").MIXED_PRECISION == "mixed_bfloat16"
+    assert eval_loop.inference_config(train, precision="off").MIXED_PRECISION is None
+    assert train.MIXED_PRECISION == "mixed_float16"
+    with pytest.raises(ValueError, match="bfloat16"):
+        eval_loop.inference_config(train, precision="float64")
+
+
 def test_ground_truth_boxes_from_masks():
     ds = BoxesDataset()
     gt = eval_loop.ground_truth(ds, 0)
