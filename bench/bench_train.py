@@ -78,7 +78,7 @@ def synthetic_dataset(size, count, seed=0):
     return ds
 
 
-def make_config(size, batch, backbone, rpn_channels=512):
+def make_config(size, batch, backbone, rpn_channels=512, precision=None):
     from mrcnn.config import Config
 
     class TrainBenchConfig(Config):
@@ -90,6 +90,7 @@ def make_config(size, batch, backbone, rpn_channels=512):
         IMAGES_PER_GPU = batch
         RPN_CONV_CHANNELS = rpn_channels
         SEED = 1
+        MIXED_PRECISION = precision
 
     return TrainBenchConfig()
 
@@ -102,7 +103,7 @@ def vm_hwm_kb():
     return None
 
 
-def run_ours(size, batch, backbone, steps, warmup, rpn_channels=512, conv_grad="fast"):
+def run_ours(size, batch, backbone, steps, warmup, rpn_channels=512, conv_grad="fast", precision=None):
     import keras
     import tensorflow as tf
 
@@ -116,7 +117,7 @@ def run_ours(size, batch, backbone, steps, warmup, rpn_channels=512, conv_grad="
     from mrcnn.engine.training import Trainer
 
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    config = make_config(size, batch, backbone, rpn_channels)
+    config = make_config(size, batch, backbone, rpn_channels, precision)
     keras.utils.set_random_seed(1)
     model = MaskRCNN("training", config, "/tmp/bench_train_logs")
     model.set_trainable("all", verbose=0)
@@ -305,14 +306,19 @@ def main(argv=None):
                     help="convolution gradients: mrcnn.modeling.conv's (default) or TensorFlow's own (the 'before')")
     ap.add_argument("--torchvision-python", default=None,
                     help="interpreter that can import torchvision (e.g. a separate venv); default: this one")
+    ap.add_argument("--mixed-precision", choices=["bfloat16", "float16"], default=None,
+                    help="ours in mixed bfloat16 (CPUs with AMX / AVX-512 BF16) or float16 (GPUs); "
+                         "torchvision stays float32")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time parts of the step on a cached batch (where the time goes)")
     ap.add_argument("--out", default=os.path.join("bench", "results", "train.json"))
     args = ap.parse_args(argv)
 
     key = (f"{args.backbone}_{args.size}_b{args.batch}" + (f"_rpn{args.rpn_channels}" if args.rpn_channels != 512 else "")
-           + ("_tfgrad" if args.conv_grad == "tf" else ""))
-    ours = run_ours(args.size, args.batch, args.backbone, args.steps, args.warmup, args.rpn_channels, args.conv_grad)
+           + ("_tfgrad" if args.conv_grad == "tf" else "")
+           + (f"_mixed_{args.mixed_precision}" if args.mixed_precision else ""))
+    ours = run_ours(args.size, args.batch, args.backbone, args.steps, args.warmup, args.rpn_channels, args.conv_grad,
+                    "mixed_" + args.mixed_precision if args.mixed_precision else None)
     tv = (run_torchvision(args.size, args.batch, args.steps, args.warmup, args.torchvision_python)
           if args.torchvision else None)
     parts = None

@@ -10,13 +10,30 @@ call TensorFlow. Images that fail to load or to pass the sample checks are repor
 """
 from __future__ import annotations
 
+import atexit
 import collections
 import itertools
 import multiprocessing as mp
+import threading
 
 import tensorflow as tf
 
 _PIPE = None   # the InputPipeline a forked worker serves (set before the fork)
+# Set at interpreter exit. multiprocessing's own atexit hook terminates the pools, so a result
+# waited for then never comes, while TensorFlow's iterator destructor (run later, as modules are
+# cleared) waits for that very call: without this flag a script that exits with a stream still
+# open (an uncaught error, a global iterator) hangs at exit.
+_EXITING = threading.Event()
+atexit.register(_EXITING.set)
+
+
+def _result(pending):
+    """The next in-order (sample, failures) of a worker; None once the interpreter is exiting."""
+    while not pending.ready():
+        if _EXITING.is_set():
+            return None
+        pending.wait(0.1)
+    return pending.get()
 
 
 def _work(args):
@@ -38,7 +55,10 @@ def _generate(pipe, order, positions, epoch, workers):
         # are in flight, so a slow consumer does not make the workers buffer a whole epoch.
         pending = collections.deque(pool.apply_async(_work, (job,)) for job in itertools.islice(jobs, 2 * workers))
         while pending:
-            sample, failures = pending.popleft().get()
+            result = _result(pending.popleft())
+            if result is None:
+                return
+            sample, failures = result
             for job in itertools.islice(jobs, 1):
                 pending.append(pool.apply_async(_work, (job,)))
             with pipe._lock:   # the worker logged the failure; record it here for train()

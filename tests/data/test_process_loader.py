@@ -52,3 +52,28 @@ def test_process_workers_skip_bad_annotations_as_the_threaded_path():
     assert_same(batches(threaded, 0, 4), batches(processes, 0, 4))
     assert sorted(processes.failures) == [2, 3, 4] == sorted(threaded.failures)
     assert "empty mask" in processes.failures[2] and "outside" in processes.failures[4]
+
+
+def test_exit_with_an_open_process_stream_does_not_hang(tmp_path):
+    """A script that ends while a worker-process stream is still open (a global iterator, or an
+    uncaught error keeping the frame alive) exits: multiprocessing's exit hook ends the pool
+    before TensorFlow's iterator destructor waits for the call that is reading from it."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "open_stream.py"
+    script.write_text(
+        "from mrcnn.data.data_pipeline import InputPipeline\n"
+        "from tests.train_helpers import shapes, train_config\n"
+        "ds = shapes(6, seed=13)\n"
+        "pipe = InputPipeline(ds, train_config(), ds.image_ids, seed=7, workers=2)\n"
+        "it = iter(pipe.stream(0, 50))\n"
+        "next(it)\n"
+        "print('one batch', flush=True)\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2")
+    out = subprocess.run([sys.executable, str(script)], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=90)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "one batch" in out.stdout
