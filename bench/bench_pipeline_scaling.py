@@ -146,6 +146,58 @@ def threads_vs_processes(folder, size, augment, samples=12):
             "two_processes_seconds_incl_start": processes}
 
 
+def stage_scaling(folder, size, samples=32):
+    """Per-sample ms of each stage of ``prepare_sample`` (no augmentation) in one thread, and its
+    speed-up when two threads share the samples; plus a GIL-free 4 MB copy as the machine's
+    reference for what two threads can give."""
+    import concurrent.futures as futures
+
+    from mrcnn import utils
+    from mrcnn.data.rpn_targets import AnchorIndex, build_rpn_targets
+    from mrcnn.structures.anchors import get_anchors
+
+    config = make_config(size, False)
+    ds = file_dataset(folder)
+    ids = [ds.image_ids[k % len(ds.image_ids)] for k in range(8)]
+    raw = [(ds.load_image(i),) + tuple(ds.load_mask(i)) for i in ids]
+    fit = []
+    for image, mask, class_ids in raw:
+        image, _, scale, padding, crop = utils.resize_image(image, min_dim=size, max_dim=size, mode="square")
+        mask = utils.resize_mask(mask, scale, padding, crop)
+        fit.append((mask, class_ids, utils.extract_bboxes(mask)))
+    anchors = AnchorIndex(get_anchors(config, (size, size), normalized=False))
+    src, dst = np.ones(4 << 20, np.uint8), np.empty(4 << 20, np.uint8)
+
+    def resize(k):
+        image, mask, _ = raw[k % 8]
+        _, _, scale, padding, crop = utils.resize_image(image, min_dim=size, max_dim=size, mode="square")
+        utils.resize_mask(mask, scale, padding, crop)
+
+    def boxes_and_mini_masks(k):
+        mask = fit[k % 8][0]
+        mask = mask[:, :, mask.any(axis=0).any(axis=0)]
+        utils.minimize_mask(utils.extract_bboxes(mask), mask, config.MINI_MASK_SHAPE)
+
+    stages = {"load_image": lambda k: ds.load_image(ids[k % 8]), "load_mask": lambda k: ds.load_mask(ids[k % 8]),
+              "resize": resize, "boxes_and_mini_masks": boxes_and_mini_masks,
+              "rpn_targets": lambda k: build_rpn_targets(anchors, fit[k % 8][1], fit[k % 8][2], 256,
+                                                         config.RPN_BBOX_STD_DEV, rng=np.random.default_rng(k)),
+              "gil_free_4mb_copy (reference)": lambda k: [np.copyto(dst, src) for _ in range(10)]}
+    out = {}
+    for name, fn in stages.items():
+        for k in range(2):
+            fn(k)
+        t = time.perf_counter()
+        for k in range(samples):
+            fn(k)
+        one = time.perf_counter() - t
+        t = time.perf_counter()
+        with futures.ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda start: [fn(k) for k in range(start, samples, 2)], range(2)))
+        out[name] = {"ms_per_sample": one / samples * 1000, "two_thread_speedup": one / (time.perf_counter() - t)}
+    return out
+
+
 def _prepare_range(folder, size, augment, start, count, step=1):
     from mrcnn.structures.anchors import get_anchors
     from mrcnn.data.augment import Augmenter
@@ -193,6 +245,7 @@ def main(argv=None):
         result = measure(args.data, sizes[0], args.augment, args.seconds, workers=args.workers)
         if args.threads_vs_processes:
             result["threads_vs_processes"] = threads_vs_processes(args.data, sizes[0], args.augment)
+            result["stages"] = stage_scaling(args.data, sizes[0])
         print(json.dumps(result))
         return result
     write_images(args.data, args.images)
@@ -214,11 +267,14 @@ def main(argv=None):
              for row in summarise([r for r in runs if r["loader"] == loader], sizes, augments, args.cores, loader)]
     diagnosis = None
     if args.threads_vs_processes:
-        diagnosis = run_child(",".join(args.cores[-1].split(",")), args, sizes[0], False,
-                              ["--threads-vs-processes", "--seconds", "0.1"])["threads_vs_processes"]
+        child = run_child(",".join(args.cores[-1].split(",")), args, sizes[0], False,
+                          ["--threads-vs-processes", "--seconds", "0.1"])
+        diagnosis = dict(child["threads_vs_processes"], stages=child["stages"])
         print(f"prepare_sample x{diagnosis['samples']} at {sizes[0]} px: 1 thread "
               f"{diagnosis['one_thread_seconds']:.2f} s, 2 threads {diagnosis['two_threads_seconds']:.2f} s, "
               f"2 processes {diagnosis['two_processes_seconds_incl_start']:.2f} s")
+        for name, st in child["stages"].items():
+            print(f"  {name:<30} {st['ms_per_sample']:7.2f} ms/sample, 2 threads {st['two_thread_speedup']:.2f}x")
     from download.fsutil import atomic_write_json
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

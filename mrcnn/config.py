@@ -49,6 +49,7 @@ class Config:
       GRADIENT_CLIP_MODE: "per_tensor" (matterport: Keras 2's ``clipnorm`` clips each
         gradient tensor to GRADIENT_CLIP_NORM) or "global" (the norm over all tensors).
       MIXED_PRECISION: None, "mixed_float16" (GPUs; loss scaling on) or "mixed_bfloat16".
+        None here; train.py picks "mixed_bfloat16" on CPU hosts with AMX when it is unset.
       DATA_WORKERS: 0 (threads) or N: training samples prepared in N forked processes.
       XLA_COMPILE: compile the training step with XLA (static-shape targets, gather ROIAlign).
       TRAIN_SCHEDULE: None, or a list of stages {"layers": str, "epochs": int

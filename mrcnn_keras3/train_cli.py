@@ -41,9 +41,12 @@ def build_parser():
     add_source_args(p)
     p.add_argument("--eval-limit", type=int, default=None, help="validation images scored per epoch")
     p.add_argument("--strategy", default="auto", choices=["auto", "one", "mirrored", "multiworker"])
-    p.add_argument("--mixed-precision", nargs="?", const="float16", choices=["float16", "bfloat16"],
-                   help="float16 (the default when given: loss scaling, GPUs) or bfloat16 (CPUs with "
-                        "AVX-512 BF16/AMX, TPUs); weights stay float32")
+    p.add_argument("--mixed-precision", nargs="?", const="float16", default="auto",
+                   choices=["auto", "float16", "bfloat16", "off"],
+                   help="float16 (the value when the flag has none: loss scaling, GPUs), bfloat16 "
+                        "(CPUs with AMX or AVX-512 BF16, TPUs) or off (float32); weights stay "
+                        "float32. auto (default): the config's MIXED_PRECISION if set, else bfloat16 "
+                        "on a CPU host with AMX and float32 elsewhere")
     p.add_argument("--no-download", action="store_true", help="use --data as it is")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     return p

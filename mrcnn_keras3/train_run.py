@@ -75,13 +75,15 @@ def run(args):
     else:
         classes, config_path, overrides, weights = prepare_fresh(args)
     config = make_config(config_path, overrides, classes, args.seed)
-    if args.mixed_precision:
-        config.update({"MIXED_PRECISION": "mixed_" + args.mixed_precision})
     datasets = load_splits(args.data, classes, args.limit, args.seed)
     if not args.quiet:
         report_data(datasets)
 
     from . import training
+
+    precision = training.resolve_precision(config, args.mixed_precision, resumed=state is not None)
+    if not args.quiet:
+        print(f"Precision: {precision}")
 
     model = training.build_model(config, args.strategy, args.logs, args.seed)
     if state is None:

@@ -29,6 +29,28 @@ def make_strategy(name):
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+def resolve_precision(config, flag, resumed=False):
+    """Set ``config.MIXED_PRECISION`` from ``train.py --mixed-precision``; returns a line for the log.
+
+    "off": float32; "float16"/"bfloat16": that mixed policy; "auto" (the default) keeps what the
+    config or a resumed run says, and otherwise picks bfloat16 on CPU hosts with AMX
+    (``mrcnn.engine.runtime.auto_precision``), float32 elsewhere.
+    """
+    if flag == "off":
+        config.update({"MIXED_PRECISION": None})
+        return "float32 (--mixed-precision off)"
+    if flag in ("float16", "bfloat16"):
+        config.update({"MIXED_PRECISION": "mixed_" + flag})
+        return f"{flag} (--mixed-precision {flag})"
+    if resumed or config.MIXED_PRECISION:
+        return f"{config.MIXED_PRECISION or 'float32'} (the {'run' if resumed else 'config'}'s)"
+    from mrcnn.engine.runtime import auto_precision
+
+    policy, why = auto_precision()
+    config.update({"MIXED_PRECISION": policy})
+    return why
+
+
 def build_model(config, strategy_name, logs, seed):
     """The training ``MaskRCNN`` under the chosen strategy (GPU_COUNT = its replicas), seeded."""
     import keras

@@ -58,3 +58,33 @@ def op_determinism(on):
     finally:
         if turn_on:
             tf_config.disable_op_determinism()
+
+
+def cpu_flags():
+    """The CPU feature flags of /proc/cpuinfo (an empty set where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def auto_precision(flags=None, gpus=None, environ=None):
+    """(MIXED_PRECISION, why) for ``train.py --mixed-precision auto``: "mixed_bfloat16" on a host
+    without GPUs whose CPU has AMX bfloat16 tiles with oneDNN on (measured there: 1.7-2.7x faster
+    steps, the same AP; BENCHMARKS.md), else None (float32). Other CPUs emulate bfloat16 or run
+    it without AMX, untested here, so they keep float32. ``flags``/``gpus``/``environ`` default
+    to this host's."""
+    flags = cpu_flags() if flags is None else set(flags)
+    gpus = tf.config.list_physical_devices("GPU") if gpus is None else gpus
+    environ = os.environ if environ is None else environ
+    if gpus:
+        return None, "float32 on GPUs (--mixed-precision float16 for tensor cores)"
+    if "amx_bf16" not in flags:
+        return None, "float32: this CPU has no AMX bfloat16"
+    if environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false", "off"):
+        return None, "float32: oneDNN is off (TF_ENABLE_ONEDNN_OPTS=0), so bfloat16 would be emulated"
+    return "mixed_bfloat16", "bfloat16: this CPU has AMX (--mixed-precision off for float32)"

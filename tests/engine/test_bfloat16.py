@@ -22,7 +22,36 @@ def test_train_cli_flag_takes_bfloat16():
     parser = train.build_parser()
     assert parser.parse_args(["--mixed-precision"]).mixed_precision == "float16"
     assert parser.parse_args(["--mixed-precision", "bfloat16"]).mixed_precision == "bfloat16"
-    assert parser.parse_args([]).mixed_precision is None
+    assert parser.parse_args(["--mixed-precision", "off"]).mixed_precision == "off"
+    assert parser.parse_args([]).mixed_precision == "auto"
+
+
+def test_auto_precision_is_bfloat16_only_on_amx_cpus_with_onednn():
+    from mrcnn.engine.runtime import auto_precision
+
+    amx = {"avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}
+    assert auto_precision(amx, [], {})[0] == "mixed_bfloat16"
+    assert auto_precision(amx, [], {"TF_ENABLE_ONEDNN_OPTS": "1"})[0] == "mixed_bfloat16"
+    assert auto_precision(amx, [], {"TF_ENABLE_ONEDNN_OPTS": "0"})[0] is None       # emulated
+    assert auto_precision(amx, ["/physical_device:GPU:0"], {})[0] is None           # GPU host
+    assert auto_precision({"avx512f", "avx512_bf16"}, [], {})[0] is None            # no AMX: untested
+    assert auto_precision({"avx2", "fma"}, [], {})[0] is None
+
+
+def test_train_precision_flag_against_the_config():
+    from mrcnn.engine.runtime import auto_precision
+    from mrcnn_keras3.training import resolve_precision
+
+    def resolved(flag, preset=None, resumed=False):
+        config = tiny_config(MIXED_PRECISION=preset)
+        resolve_precision(config, flag, resumed)
+        return config.MIXED_PRECISION
+
+    assert resolved("off", "mixed_bfloat16") is None
+    assert resolved("bfloat16") == "mixed_bfloat16" and resolved("float16") == "mixed_float16"
+    assert resolved("auto", "mixed_float16") == "mixed_float16"   # the config's choice stands
+    assert resolved("auto", None, resumed=True) is None            # a float32 run resumes in float32
+    assert resolved("auto") == auto_precision()[0]                 # else this host's default
 
 
 @pytest.mark.slow
@@ -58,7 +87,7 @@ def test_evaluate_cli_flag_takes_a_precision():
 
     assert parse_args(["--mixed-precision", "bfloat16"]).mixed_precision == "bfloat16"
     assert parse_args(["--mixed-precision", "off"]).mixed_precision == "off"
-    assert parse_args([]).mixed_precision is None
+    assert parse_args([]).mixed_precision is None   # the run's own
 
 
 def test_detect_in_mixed_bfloat16_matches_float32_features(tmp_path):
