@@ -115,7 +115,11 @@ def bench_ours(size, backbone, setting, repeats, seed, precision="float32"):
     return out
 
 
-def bench_torchvision(size, setting, repeats, threads):
+def bench_torchvision(size, setting, repeats, threads, precision="float32"):
+    """torchvision's maskrcnn_resnet50_fpn; ``precision`` "bfloat16": under
+    ``torch.autocast("cpu", torch.bfloat16)`` (its own CPU mixed precision)."""
+    import contextlib
+
     import torch
     import torchvision
 
@@ -127,14 +131,16 @@ def bench_torchvision(size, setting, repeats, threads):
         box_score_thresh=box_score_thresh, box_detections_per_img=detections_per_img).eval()
     image = torch.rand(3, size, size)
     walls, counts = [], []
-    with torch.inference_mode():
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bfloat16"
+                else contextlib.nullcontext())
+    with torch.inference_mode(), autocast:
         model([image])
         for _ in range(repeats):
             w0 = time.perf_counter()
             out = model([image])
             walls.append(time.perf_counter() - w0)
             counts.append(int(out[0]["boxes"].shape[0]))
-    return {"size": size, "setting": setting, "box_score_thresh": box_score_thresh,
+    return {"size": size, "setting": setting, "precision": precision, "box_score_thresh": box_score_thresh,
             "detections_per_img": detections_per_img, "median_seconds": float(np.median(walls)),
             "runs_seconds": walls, "detections": counts[0] if len(set(counts)) == 1 else counts,
             "torch": torch.__version__, "torchvision": torchvision.__version__,
@@ -145,20 +151,44 @@ TORCH_CHILD = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from bench.bench_inference import bench_torchvision
-print(json.dumps(bench_torchvision(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))))
+print(json.dumps(bench_torchvision(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])))
 """
 
 
-def bench_torchvision_child(python, size, setting, repeats, threads):
+def bench_torchvision_child(python, size, setting, repeats, threads, precision="float32"):
     """``bench_torchvision`` in a child process of ``python`` (torch kept out of this venv)."""
     import subprocess
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([python, "-c", TORCH_CHILD, repo, str(size), setting, str(repeats), str(threads)],
+    out = subprocess.run([python, "-c", TORCH_CHILD, repo, str(size), setting, str(repeats), str(threads), precision],
                          capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"torchvision child under {python} failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_torchvision(args, sizes, settings):
+    """torchvision's rows for every size, setting and ``--torchvision-precisions``: (rows, error)."""
+    threads = args.threads or os.cpu_count()
+    if not args.torchvision_python:
+        if not args.torchvision:
+            return [], None
+        try:
+            import torchvision  # noqa: F401
+        except ImportError as exc:
+            print(f"torchvision not importable: {exc}")
+            return [], f"torchvision not importable: {exc}"
+    rows = []
+    for size, setting, precision in ((z, s, p) for z in sizes for s in settings
+                                     for p in args.torchvision_precisions.split(",")):
+        if args.torchvision_python:
+            rec = bench_torchvision_child(args.torchvision_python, size, setting, args.repeats, threads, precision)
+        else:
+            rec = bench_torchvision(size, setting, args.repeats, threads, precision)
+        rows.append(rec)
+        print(f"torchvision {size}px {setting:<7} {precision} {rec['median_seconds']:.3f} s/image "
+              f"({rec['detections']} detections)", flush=True)
+    return rows, None
 
 
 def _env(threads):
@@ -195,6 +225,9 @@ def main(argv=None):
     ap.add_argument("--precisions", default="float32",
                     help="ours in these compute precisions, comma-separated: float32, mixed_bfloat16 "
                          "(CPUs with AMX / AVX-512 BF16), mixed_float16 (GPUs)")
+    ap.add_argument("--torchvision-precisions", default="float32",
+                    help="torchvision in float32 and/or bfloat16 (torch.autocast on CPU), comma-separated; "
+                         "the tv/ours column uses torchvision's float32")
     ap.add_argument("--out", default=os.path.join("bench", "results", "inference.json"))
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -214,29 +247,7 @@ def main(argv=None):
         print(f"ours {size}px {setting:<7} {precision} {rec['median_seconds']:.3f} s/image "
               f"(graph {p['graph']:.3f}, unmold {p['unmold']:.3f}, mold {p['mold']:.3f}; "
               f"{rec['detections']} detections)", flush=True)
-    tv_error = None
-    if args.torchvision_python:
-        for size in sizes:
-            for setting in settings:
-                rec = bench_torchvision_child(args.torchvision_python, size, setting, args.repeats,
-                                              args.threads or os.cpu_count())
-                theirs.append(rec)
-                print(f"torchvision {size}px {setting:<7} {rec['median_seconds']:.3f} s/image "
-                      f"({rec['detections']} detections)", flush=True)
-    elif args.torchvision:
-        try:
-            import torchvision  # noqa: F401
-        except ImportError as exc:
-            tv_error = f"torchvision not importable: {exc}"
-            print(tv_error)
-        else:
-            for size in sizes:
-                for setting in settings:
-                    rec = bench_torchvision(size, setting, args.repeats, args.threads or os.cpu_count())
-                    theirs.append(rec)
-                    print(f"torchvision {size}px {setting:<7} {rec['median_seconds']:.3f} s/image "
-                          f"({rec['detections']} detections)", flush=True)
-
+    theirs, tv_error = run_torchvision(args, sizes, settings)
     print(f"\n{args.backbone}, 81 classes, POST_NMS_ROIS_INFERENCE=1000, median of {args.repeats} after "
           f"warm-up, {env['cpu_count']} CPUs (load at start {env['load_average_at_start']})")
     print(f"  {'size':>5} {'setting':<8} {'precision':<15} {'dets':>5} {'detect s':>9} {'cpu s':>7} {'graph':>7} {'unmold':>7} "
@@ -244,7 +255,8 @@ def main(argv=None):
     for rec in ours:
         p = rec["parts_median_seconds"]
         target = TORCHVISION_REFERENCE.get(rec["size"])
-        tv = [t for t in theirs if t["size"] == rec["size"] and t["setting"] == rec["setting"]]
+        tv = [t for t in theirs if t["size"] == rec["size"] and t["setting"] == rec["setting"]
+              and t.get("precision", "float32") == "float32"]
         tv_s = tv[0]["median_seconds"] if tv else None
         rec["speedup_vs_torchvision_same_run"] = tv_s / rec["median_seconds"] if tv_s else None
         rec["speedup_vs_issue_reference"] = target / rec["median_seconds"] if target else None

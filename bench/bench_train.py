@@ -225,6 +225,9 @@ from bench.bench_train import synthetic_dataset, vm_hwm_kb as hwm_kb
 # VmHWM, not ru_maxrss: Linux carries the parent's peak RSS at fork() into the child's
 # ru_maxrss across exec, so ru_maxrss would report at least this benchmark's own peak.
 size, batch, steps, warmup = (int(v) for v in sys.argv[1:5])
+# "bfloat16": the forward pass under torch.autocast (torch's CPU mixed precision); backward as usual.
+import contextlib
+autocast = torch.autocast("cpu", dtype=torch.bfloat16) if sys.argv[6] == "bfloat16" else contextlib.nullcontext()
 torch.manual_seed(1)
 model = torchvision.models.detection.maskrcnn_resnet50_fpn(
     weights=None, weights_backbone=None, num_classes=91, min_size=size, max_size=size)
@@ -248,7 +251,8 @@ for i in range(warmup + steps):
         targets.append({"boxes": torch.tensor(boxes, dtype=torch.float32),
                         "labels": torch.from_numpy(class_ids.astype(np.int64)),
                         "masks": torch.from_numpy(np.moveaxis(masks, -1, 0).astype(np.uint8))})
-    loss = sum(model(images, targets).values())
+    with autocast:
+        loss = sum(model(images, targets).values())
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -264,7 +268,7 @@ print(json.dumps({"seconds_per_step": med, "images_per_second": batch / med, "st
 """
 
 
-def run_torchvision(size, batch, steps, warmup, python=None):
+def run_torchvision(size, batch, steps, warmup, python=None, precision="float32"):
     """Time torchvision in a child process run by ``python`` (default: this interpreter), so
     torch can live in its own virtualenv and never becomes a dependency of the project."""
     python = python or sys.executable
@@ -272,7 +276,7 @@ def run_torchvision(size, batch, steps, warmup, python=None):
     if probe.returncode:
         return {"skipped": f"import torchvision failed under {python} (this script never installs it)"}
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([python, "-c", TORCH_CHILD, str(size), str(batch), str(steps), str(warmup), repo],
+    out = subprocess.run([python, "-c", TORCH_CHILD, str(size), str(batch), str(steps), str(warmup), repo, precision],
                          capture_output=True, text=True)
     if out.returncode:
         return {"skipped": "torchvision run failed: " + out.stderr[-2000:]}
@@ -307,8 +311,9 @@ def main(argv=None):
     ap.add_argument("--torchvision-python", default=None,
                     help="interpreter that can import torchvision (e.g. a separate venv); default: this one")
     ap.add_argument("--mixed-precision", choices=["bfloat16", "float16"], default=None,
-                    help="ours in mixed bfloat16 (CPUs with AMX / AVX-512 BF16) or float16 (GPUs); "
-                         "torchvision stays float32")
+                    help="ours in mixed bfloat16 (CPUs with AMX / AVX-512 BF16) or float16 (GPUs)")
+    ap.add_argument("--torchvision-precision", choices=["float32", "bfloat16"], default="float32",
+                    help="bfloat16: torchvision's forward under torch.autocast('cpu', torch.bfloat16)")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time parts of the step on a cached batch (where the time goes)")
     ap.add_argument("--out", default=os.path.join("bench", "results", "train.json"))
@@ -316,11 +321,12 @@ def main(argv=None):
 
     key = (f"{args.backbone}_{args.size}_b{args.batch}" + (f"_rpn{args.rpn_channels}" if args.rpn_channels != 512 else "")
            + ("_tfgrad" if args.conv_grad == "tf" else "")
-           + (f"_mixed_{args.mixed_precision}" if args.mixed_precision else ""))
+           + (f"_mixed_{args.mixed_precision}" if args.mixed_precision else "")
+           + ("_tv_bfloat16" if args.torchvision and args.torchvision_precision == "bfloat16" else ""))
     ours = run_ours(args.size, args.batch, args.backbone, args.steps, args.warmup, args.rpn_channels, args.conv_grad,
                     "mixed_" + args.mixed_precision if args.mixed_precision else None)
-    tv = (run_torchvision(args.size, args.batch, args.steps, args.warmup, args.torchvision_python)
-          if args.torchvision else None)
+    tv = (run_torchvision(args.size, args.batch, args.steps, args.warmup, args.torchvision_python,
+                          args.torchvision_precision) if args.torchvision else None)
     parts = None
     if args.breakdown:
         print("breakdown (cached batch, median of 3):")
