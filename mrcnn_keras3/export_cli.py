@@ -26,6 +26,9 @@ def parse_args(argv=None):
     p.add_argument("--config", help="config TOML (default: config.toml of the run / beside the .h5)")
     p.add_argument("--min-confidence", type=float,
                    help="drop detections below this score (default: the config's DETECTION_MIN_CONFIDENCE)")
+    p.add_argument("--mixed-precision", choices=("off", "bfloat16", "float16"), default="off",
+                   help="compute precision of the exported graph (default off: float32, whatever the "
+                        "run trained in; bfloat16 pays on CPUs with AMX, float16 on GPUs)")
     args = p.parse_args(argv)
     if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
         p.error("--min-confidence must be in [0, 1]")
@@ -39,7 +42,7 @@ def export(args):
     from mrcnn.io.runs import resolve_run
 
     run = resolve_run(args.source, config=args.config)
-    config = export_lib.load_config(run.config_path, args.min_confidence)
+    config = export_lib.load_config(run.config_path, args.min_confidence, args.mixed_precision)
     export_lib.check_target(os.path.abspath(args.out_dir))
     model, names = open_run(run, config)
     out = export_lib.export_saved_model(model, args.out_dir, names)

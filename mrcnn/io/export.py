@@ -37,12 +37,16 @@ class ExportError(RunError):
 
 
 # ----------------------------------------------------------------------------- inputs (no TF)
-def load_config(config_path, min_confidence=None):
-    """The inference config (batch 1; DETECTION_MIN_CONFIDENCE overridden when given)."""
+def load_config(config_path, min_confidence=None, precision="off"):
+    """The inference config (batch 1; DETECTION_MIN_CONFIDENCE overridden when given).
+
+    ``precision`` (see ``eval_loop.inference_config``): float32 ("off") unless asked, whatever
+    the run trained in, since a SavedModel runs on hardware nobody knows yet.
+    """
     from mrcnn.evaluation.eval_loop import inference_config
     from mrcnn.io.runs import read_config
 
-    config = inference_config(read_config(config_path), min_confidence)
+    config = inference_config(read_config(config_path), min_confidence, precision)
     if config.IMAGE_RESIZE_MODE != "square":
         raise ExportError(f"{config_path}: IMAGE_RESIZE_MODE={config.IMAGE_RESIZE_MODE!r} cannot be "
                           f"exported; only 'square' (fixed-size input, constant anchors) is supported. "

@@ -220,6 +220,10 @@ def test_config_and_class_names(tmp_path):
     config = export.load_config(path, min_confidence=0.4)
     assert config.DETECTION_MIN_CONFIDENCE == 0.4 and config.BATCH_SIZE == 1
     assert export.load_config(path).DETECTION_MIN_CONFIDENCE == 0.0
+    path_bf16 = str(tmp_path / "config_bf16.toml")
+    export_config(MIXED_PRECISION="mixed_bfloat16").to_toml(path_bf16)
+    assert export.load_config(path_bf16).MIXED_PRECISION is None   # float32 unless asked
+    assert export.load_config(path_bf16, precision="bfloat16").MIXED_PRECISION == "mixed_bfloat16"
     assert runs.read_class_names(None, 3) == ["BG", "class 1", "class 2"]
     runs.write_state(str(tmp_path), {"classes": ["Cat", "Dog"]})
     assert runs.read_class_names(str(tmp_path), 3) == ["BG", "Cat", "Dog"]
