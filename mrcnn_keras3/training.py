@@ -36,12 +36,11 @@ def resolve_precision(config, flag, resumed=False):
     config or a resumed run says, and otherwise picks bfloat16 on CPU hosts with AMX
     (``mrcnn.engine.runtime.auto_precision``), float32 elsewhere.
     """
-    if flag == "off":
-        config.update({"MIXED_PRECISION": None})
-        return "float32 (--mixed-precision off)"
-    if flag in ("float16", "bfloat16"):
-        config.update({"MIXED_PRECISION": "mixed_" + flag})
-        return f"{flag} (--mixed-precision {flag})"
+    from mrcnn.evaluation.eval_loop import PRECISIONS
+
+    if flag in PRECISIONS:   # off, float16, bfloat16: the same names as evaluate's flag
+        config.update({"MIXED_PRECISION": PRECISIONS[flag]})
+        return f"{'float32' if flag == 'off' else flag} (--mixed-precision {flag})"
     if resumed or config.MIXED_PRECISION:
         return f"{config.MIXED_PRECISION or 'float32'} (the {'run' if resumed else 'config'}'s)"
     from mrcnn.engine.runtime import auto_precision

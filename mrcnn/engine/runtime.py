@@ -74,7 +74,7 @@ def cpu_flags():
 
 def auto_precision(flags=None, gpus=None, environ=None):
     """(MIXED_PRECISION, why) for ``train.py --mixed-precision auto``: "mixed_bfloat16" on a host
-    without GPUs whose CPU has AMX bfloat16 tiles with oneDNN on (measured there: 1.7-2.7x faster
+    without GPUs whose CPU has AMX bfloat16 tiles with oneDNN on (measured there: 1.7-2.9x faster
     steps, the same AP; BENCHMARKS.md), else None (float32). Other CPUs emulate bfloat16 or run
     it without AMX, untested here, so they keep float32. ``flags``/``gpus``/``environ`` default
     to this host's."""
