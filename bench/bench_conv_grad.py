@@ -100,7 +100,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=os.path.join("bench", "results", "conv_grad.json"))
     args = ap.parse_args(argv)
-    from bench.bench_train import env_info
+    from bench.env import env_info
     from mrcnn.io.fsio import atomic_write_json
 
     rows = []

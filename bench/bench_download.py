@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -25,15 +24,9 @@ import sys
 import tempfile
 import time
 
+from bench.env import env_info
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def env_info() -> dict:
-    import numpy
-    import requests
-    return {"python": platform.python_version(), "numpy": numpy.__version__, "requests": requests.__version__,
-            "tensorflow": "not imported (download never imports it)", "cpu_count": os.cpu_count(),
-            "platform": platform.platform(), "loadavg_at_start": os.getloadavg()}
 
 
 def bench_bytes(tmp: str, members: int, repeats: int) -> dict:
@@ -179,7 +172,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     parts = args.only or ["bytes", "speed", "e2e"]
     tmp = tempfile.mkdtemp(prefix="bench-download-")
-    results = {"env": env_info(), "command": "python -m bench.bench_download " + " ".join(argv or sys.argv[1:])}
+    env = env_info(("numpy", "requests"), tensorflow="not imported (download never imports it)")
+    results = {"env": env, "command": "python -m bench.bench_download " + " ".join(argv or sys.argv[1:])}
     try:
         if "bytes" in parts:
             b = results["bytes"] = bench_bytes(tmp, args.members, args.repeats)

@@ -12,16 +12,15 @@ Prints a table and writes bench/results/eval.json.
 """
 import argparse
 import contextlib
-import importlib.metadata
 import io
 import json
 import os
-import platform
 import sys
 import time
 
 import numpy as np
 
+from bench.env import env_info
 from mrcnn.evaluation.coco import COCOEvaluator
 
 CLASSES = ["BG", "person", "car", "dog", "cat", "bicycle"]
@@ -153,18 +152,6 @@ def _check_equal(ours_m, ref_m):
     return worst
 
 
-def _env():
-    def version(pkg):
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-    return {"python": sys.version.split()[0], "numpy": np.__version__,
-            "tensorflow": version("tensorflow"), "pycocotools": version("pycocotools"),
-            "faster_coco_eval": version("faster-coco-eval"), "cpu_count": os.cpu_count(),
-            "platform": platform.platform()}
-
-
 def main(argv=None):
     from mrcnn.io.fsio import atomic_open
 
@@ -223,7 +210,7 @@ def main(argv=None):
               "ratio_ours_over_pycocotools": ratio,
               "cpu_ratio_ours_over_pycocotools": cpu_ratio, "runs": runs,
               "num_gt": ours_m["num_gt"], "num_predictions": ours_m["num_predictions"],
-              "segm": ours_m["segm"], "bbox": ours_m["bbox"], "env": _env()}
+              "segm": ours_m["segm"], "bbox": ours_m["bbox"], "env": env_info(("numpy", "tensorflow", "pycocotools", "faster-coco-eval"))}
     with atomic_open(args.out, "w") as f:   # makes the folder; never a half-written file
         json.dump(record, f, indent=2)
     print(f"wrote {args.out}")

@@ -20,14 +20,14 @@ interpreter of another virtualenv) when given. torchvision is never installed by
 Prints a table and writes bench/results/inference.json.
 """
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import sys
 import time
 
 import numpy as np
+
+from bench.env import env_info, loadavg
 
 # torchvision's 2-core figures from the issue (seconds per image at 512 and 1024): the target is 1.5x faster.
 TORCHVISION_REFERENCE = {512: 4.0, 1024: 10.5}
@@ -191,24 +191,6 @@ def run_torchvision(args, sizes, settings):
     return rows, None
 
 
-def _env(threads):
-    import tensorflow as tf
-
-    def version(pkg):
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return {"python": sys.version.split()[0], "numpy": np.__version__, "tensorflow": tf.__version__,
-            "keras": version("keras"), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "processor": platform.processor(), "tf_intra_op_threads": threads or "default",
-            "load_average_at_start": load}
-
-
 def main(argv=None):
     from mrcnn.io.fsio import atomic_open
 
@@ -236,7 +218,7 @@ def main(argv=None):
     import tensorflow as tf
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    env = _env(args.threads)
+    env = env_info(tf_intra_op_threads=args.threads or "default")
 
     ours, theirs = [], []
     for size, setting, precision in ((z, s, p) for z in sizes for s in settings
@@ -249,7 +231,7 @@ def main(argv=None):
               f"{rec['detections']} detections)", flush=True)
     theirs, tv_error = run_torchvision(args, sizes, settings)
     print(f"\n{args.backbone}, 81 classes, POST_NMS_ROIS_INFERENCE=1000, median of {args.repeats} after "
-          f"warm-up, {env['cpu_count']} CPUs (load at start {env['load_average_at_start']})")
+          f"warm-up, {env['cpu_count']} CPUs (load at start {env['loadavg']})")
     print(f"  {'size':>5} {'setting':<8} {'precision':<15} {'dets':>5} {'detect s':>9} {'cpu s':>7} {'graph':>7} {'unmold':>7} "
           f"{'mold':>7} {'target s':>9} {'tv s':>7} {'tv/ours':>8}")
     for rec in ours:
@@ -268,10 +250,7 @@ def main(argv=None):
     print("  target: 1.5x faster than torchvision's 2-core figures in the issue "
           f"({', '.join(f'{k}px {v} s' for k, v in TORCHVISION_REFERENCE.items())})")
 
-    try:
-        env["load_average_at_end"] = os.getloadavg()
-    except OSError:
-        pass
+    env["loadavg_at_end"] = loadavg()
     record = {"command": "python -m bench.bench_inference " + " ".join(argv if argv is not None else sys.argv[1:]),
               "backbone": args.backbone, "num_classes": 81, "post_nms_rois_inference": 1000,
               "repeats": args.repeats, "ours": ours, "torchvision": theirs, "torchvision_error": tv_error,

@@ -211,7 +211,7 @@ def summarize(records, modes):
 
 def combine(paths, out, argv):
     """Merge result files (e.g. one per seed, run side by side) and summarise them together."""
-    from download.fsutil import atomic_write_json
+    from mrcnn.io.fsio import atomic_write_json
 
     files = [json.load(open(p)) for p in paths]
     records = [r for f in files for r in f["runs"]]
@@ -250,7 +250,7 @@ def main(argv=None):
     if args.child:
         print(json.dumps(run_ours(json.loads(args.child))))
         return None
-    from download.fsutil import atomic_write_json
+    from mrcnn.io.fsio import atomic_write_json
 
     modes, seeds = args.modes.split(","), [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory(prefix="learn_vs_tv_") as tmp:

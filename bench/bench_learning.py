@@ -16,15 +16,15 @@ Prints a table and writes bench/results/learning.json (plus the final weights,
 bench/results/learning_weights.h5, when smaller than 20 MB).
 """
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import sys
 import time
 
 import numpy as np
+
+from bench.env import env_info
 
 WEIGHTS_LIMIT = 20 * 2 ** 20
 
@@ -143,21 +143,6 @@ def evaluate(args, config_train, weights, val_ds, model_dir):
             "eval_seconds": time.time() - start}
 
 
-def _env():
-    def version(pkg):
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return {"python": sys.version.split()[0], "numpy": np.__version__,
-            "tensorflow": version("tensorflow"), "keras": version("keras"), "cpu_count": os.cpu_count(),
-            "platform": platform.platform(), "loadavg_at_end": load}
-
-
 def main(argv=None):
     from mrcnn.io.fsio import atomic_open, atomic_path
 
@@ -224,7 +209,7 @@ def main(argv=None):
               "train_images_seen": steps * config.BATCH_SIZE,
               "history": [{k: v for k, v in r.items() if k != "checkpoint"} for r in history],
               "results": result, "weights": saved, "target_mask_AP50": 0.7,
-              "reached_target": result["coco_mask_AP50"] >= 0.7, "env": _env()}
+              "reached_target": result["coco_mask_AP50"] >= 0.7, "env": env_info()}
     with atomic_open(args.out, "w") as f:
         json.dump(record, f, indent=2)
     if not args.keep_logs:

@@ -12,14 +12,14 @@ dropped, as they would be amortised in a real epoch. Target: ratio <= 1.05.
 Prints a table and writes bench/results/pipeline.json.
 """
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import sys
 import time
 
 import numpy as np
+
+from bench.env import env_info
 
 SETTINGS = {  # name: (backbone, image size, images per batch, FPN channels)
     "small128": ("small", 128, 4, 64),   # bench_learning's model
@@ -113,17 +113,6 @@ def run_setting(name, rounds, steps, skip):
             "times": times}
 
 
-def _env():
-    def version(pkg):
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-    return {"python": sys.version.split()[0], "numpy": np.__version__, "tensorflow": version("tensorflow"),
-            "keras": version("keras"), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "loadavg_at_end": os.getloadavg()}
-
-
 def main(argv=None):
     from mrcnn.io.fsio import atomic_open
 
@@ -143,7 +132,7 @@ def main(argv=None):
         print(f"{name:<10} {r['median_step_cached']:14.3f} {r['median_step_pipeline']:16.3f} "
               f"{r['ratio']:7.3f} {r['sample_load_seconds_one_thread']:14.4f}")
     record = {"command": "python -m bench.bench_pipeline " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "results": results, "env": _env()}
+              "results": results, "env": env_info()}
     with atomic_open(args.out, "w") as f:
         json.dump(record, f, indent=2)
     print(f"wrote {args.out}")

@@ -275,7 +275,7 @@ def main(argv=None):
               f"2 processes {diagnosis['two_processes_seconds_incl_start']:.2f} s")
         for name, st in child["stages"].items():
             print(f"  {name:<30} {st['ms_per_sample']:7.2f} ms/sample, 2 threads {st['two_thread_speedup']:.2f}x")
-    from download.fsutil import atomic_write_json
+    from mrcnn.io.fsio import atomic_write_json
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     record = {"command": "python -m bench.bench_pipeline_scaling " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -77,7 +77,7 @@ def main(argv=None):
     print(f"\n{'variant':<16} {'ms (fwd + grad)':>16}")
     for k, v in med.items():
         print(f"{k:<16} {v * 1000:16.1f}")
-    from download.fsutil import atomic_write_json
+    from mrcnn.io.fsio import atomic_write_json
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     atomic_write_json(args.out, {"command": "python -m bench.bench_roi_align " + " ".join(

@@ -22,16 +22,16 @@ Prints a table and writes bench/results/train.json (results of other sizes/backb
 already in the file are kept, keyed by setting).
 """
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 
 import numpy as np
+
+from bench.env import DEFAULT_PACKAGES, env_info
 
 # From the issue: torchvision maskrcnn_resnet50_fpn training on these 2 cores at 512 px, batch 1.
 TORCHVISION_REFERENCE = {"seconds_per_step": (7.4, 8.8), "peak_rss_gb": 4.1}
@@ -283,17 +283,6 @@ def run_torchvision(size, batch, steps, warmup, python=None, precision="float32"
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def env_info():
-    def version(pkg):
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-    return {"python": sys.version.split()[0], "numpy": np.__version__, "tensorflow": version("tensorflow"),
-            "keras": version("keras"), "torch": version("torch"), "torchvision": version("torchvision"),
-            "cpu_count": os.cpu_count(), "platform": platform.platform(), "loadavg_at_end": os.getloadavg()}
-
-
 def main(argv=None):
     from mrcnn.io.fsio import atomic_open
 
@@ -355,7 +344,7 @@ def main(argv=None):
         "command": "python -m bench.bench_train " + " ".join(argv if argv is not None else sys.argv[1:]),
         "size": args.size, "batch": args.batch, "backbone": args.backbone, "steps": args.steps,
         "warmup": args.warmup, "ours": ours, "torchvision": tv, "breakdown_seconds": parts,
-        "torchvision_reference_from_issue": TORCHVISION_REFERENCE, "env": env_info()}
+        "torchvision_reference_from_issue": TORCHVISION_REFERENCE, "env": env_info(DEFAULT_PACKAGES + ("torch", "torchvision"))}
     with atomic_open(args.out, "w") as f:
         json.dump(record, f, indent=2)
     print(f"wrote {args.out}")

@@ -53,7 +53,7 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join("bench", "results", "winograd.json"))
     args = ap.parse_args(argv)
     from bench.bench_conv_grad import median_ms
-    from bench.bench_train import env_info
+    from bench.env import env_info
     from mrcnn.io.fsio import atomic_write_json
 
     rows = []

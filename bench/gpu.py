@@ -230,7 +230,7 @@ def main(argv=None):
     record["total_seconds"] = time.perf_counter() - start
     record["loadavg"] = os.getloadavg()
     report(record)
-    from download.fsutil import atomic_write_json
+    from mrcnn.io.fsio import atomic_write_json
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     atomic_write_json(args.out, record)

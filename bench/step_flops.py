@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 
-from download.fsutil import atomic_write_json
+from mrcnn.io.fsio import atomic_write_json
 
 TORCH_CHILD = r"""
 import json, sys, torch, torchvision
