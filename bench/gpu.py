@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from bench.env import env_info, loadavg
+
 MODES = {"float32": (None, False), "mixed_float16": ("mixed_float16", False),
          "mixed_float16_xla": ("mixed_float16", True), "float32_xla": (None, True)}
 # Published single-GPU training figures (images/s) for Mask R-CNN R50-FPN, for comparison.
@@ -206,7 +208,7 @@ def main(argv=None):
     for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)   # peak memory = what the model needs
     record = {"command": "python -m bench.gpu " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "device": device_description(), "backbone": "small" if args.smoke else args.backbone,
+              "device": device_description(), "env": env_info(), "backbone": "small" if args.smoke else args.backbone,
               "size": args.size, "train": [], "skipped": [], "references_images_per_second": REFERENCES}
     dataset = training_dataset(args)
 
@@ -228,7 +230,7 @@ def main(argv=None):
     record["inference"] = run("inference", inference_setting, args)
     record["pipeline"] = run("pipeline", pipeline_setting, args)
     record["total_seconds"] = time.perf_counter() - start
-    record["loadavg"] = os.getloadavg()
+    record["env"]["loadavg_at_end"] = loadavg()
     report(record)
     from mrcnn.io.fsio import atomic_write_json
 
