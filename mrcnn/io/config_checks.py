@@ -153,6 +153,9 @@ def _check_counts(c, mode, bad):
             bad(key, "must be true or false")
     if c.TRAIN_BN not in (True, False, None):
         bad("TRAIN_BN", "must be true, false or None")
+    if mode == "training" and isinstance(c.USE_RPN_ROIS, (bool, np.bool_)) and not c.USE_RPN_ROIS:
+        bad("USE_RPN_ROIS", "is not supported: the heads always train on the RPN's proposals "
+            "(matterport's heads-only training on random ROIs is not built); set USE_RPN_ROIS = True")
 
 
 def _check_backbone(c, mode, bad):

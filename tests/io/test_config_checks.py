@@ -53,6 +53,13 @@ def test_each_rule_names_its_key(key, value):
     assert error.startswith(f"{key}={value!r} ")
 
 
+def test_use_rpn_rois_false_is_refused_for_training_only():
+    c = _values(USE_RPN_ROIS=False)
+    (error,) = cc.check_values(c, "training", LOSS_NAMES)
+    assert error.startswith("USE_RPN_ROIS=False is not supported") and "USE_RPN_ROIS = True" in error
+    assert cc.check_values(c, "inference", LOSS_NAMES) == []   # inference never reads it
+
+
 @pytest.mark.parametrize("schedule,ok", [
     ([{"layers": "heads", "epochs": 2}, {"layers": "all", "epochs": 4, "learning_rate": 1e-4}], True),
     ((), False), ([], False), ("heads", False), ([{"layers": "heads"}], False),
