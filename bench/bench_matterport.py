@@ -11,11 +11,19 @@ with the same config, loads that file by name (as ``MaskRCNN.load_weights(by_nam
 and runs ``detect()`` on the same image. Rounds alternate ours and theirs, so both see the same
 machine. The outputs are compared: detection count, boxes matched by IoU, score and mask agreement.
 
+With ``--train`` the training step is timed instead (batch 1, all layers, bench_train's synthetic
+images): ours is bench_train's step; theirs is matterport's own ``MaskRCNN.train()``, timed between
+consecutive batch ends by a callback. To run at all on TF 2.15 with today's packages, matterport's
+code needs three patches in the child, the ones its users apply: the legacy SGD (Keras >= 2.11's
+has no graph-mode path), bool masks cast to float before scikit-image's resize (>= 0.19 refuses
+bool), and one data worker (its forked workers hang once one dies; its data takes ~0.1 s of a
+multi-second step, so one is enough).
+
     .venv/bin/python -m bench.bench_matterport --matterport-python /path/tf215/bin/python \\
         --matterport-repo /path/Mask_RCNN [--sizes 512,1024] [--rounds 2] [--repeats 3]
-        [--precisions float32,mixed_bfloat16]
+        [--precisions float32,mixed_bfloat16] [--train --steps 5 --warmup 2]
 
-Writes bench/results/matterport_inference.json.
+Writes bench/results/matterport_inference.json (matterport_train.json with --train).
 """
 import argparse
 import json
@@ -29,6 +37,8 @@ import numpy as np
 
 from bench.bench_inference import SETTINGS, make_config
 from bench.env import env_info, loadavg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = r"""
 import json, os, sys, time
@@ -84,6 +94,58 @@ np.savez(out, rois=r["rois"], class_ids=r["class_ids"], scores=r["scores"], mask
          mask_shape=np.array(r["masks"].shape))
 print(json.dumps({"runs_seconds": walls, "tensorflow": tf.__version__, "detections": len(r["rois"]),
                   "matterport_load_weights_worked": own_loader_worked}))
+"""
+
+
+TRAIN_CHILD = r"""
+import json, multiprocessing, os, sys, time
+import numpy as np
+if not hasattr(np, "bool"):
+    np.bool = bool
+# matterport's train() forks cpu_count() data workers after TensorFlow has started; a worker that
+# dies (see resize below) leaves fit() waiting forever. One worker: Keras' threaded enqueuer.
+multiprocessing.cpu_count = lambda: 1
+sys.path[:0] = [sys.argv[1], sys.argv[2]]   # matterport's mrcnn; this checkout's bench (the images)
+import tensorflow as tf
+from tensorflow import keras
+from mrcnn.config import Config
+from mrcnn import utils as mutils
+import mrcnn.model as modellib
+from bench.bench_train import synthetic_dataset
+
+_resize = mutils.resize
+def _resize_bool_as_float(image, *args, **kwargs):
+    # scikit-image >= 0.19 refuses the bool masks matterport's minimize_mask passes; older
+    # versions converted them to float in [0, 1], as here.
+    return _resize(image.astype(np.float32) if image.dtype == bool else image, *args, **kwargs)
+mutils.resize = _resize_bool_as_float
+keras.optimizers.SGD = keras.optimizers.legacy.SGD   # Keras >= 2.11's SGD has no graph-mode path
+
+size, steps, warmup, logs = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+
+class TrainBenchConfig(Config):
+    NAME = "bench_train"
+    GPU_COUNT = 1
+    IMAGES_PER_GPU = 1
+    NUM_CLASSES = 81
+    BACKBONE = "resnet50"
+    IMAGE_MIN_DIM = size
+    IMAGE_MAX_DIM = size
+    STEPS_PER_EPOCH = steps + warmup
+    VALIDATION_STEPS = 1
+
+model = modellib.MaskRCNN(mode="training", config=TrainBenchConfig(), model_dir=logs)
+ends = []
+
+class StepEnds(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        ends.append((time.perf_counter(), float((logs or {}).get("loss", float("nan")))))
+
+dataset = synthetic_dataset(size, 64)
+start = time.perf_counter()
+model.train(dataset, dataset, learning_rate=0.001, epochs=1, layers="all", custom_callbacks=[StepEnds()])
+times = np.diff([start] + [t for t, _ in ends])
+print(json.dumps({"step_times": times.tolist(), "losses": [loss for _, loss in ends], "tensorflow": tf.__version__}))
 """
 
 
@@ -213,6 +275,35 @@ def time_size(args, size, tmp):
     return rec
 
 
+def time_train(args, size, tmp):
+    """Rounds of our training step (bench_train's, each precision) and matterport's own
+    ``train()`` at ``size``, batch 1, ResNet-50, 81 classes, the same synthetic images."""
+    from bench.bench_train import run_ours
+
+    precisions = [None if p == "float32" else p for p in args.precisions.split(",")]
+    rec = {"size": size, "ours": {p or "float32": [] for p in precisions}, "matterport": []}
+    python = os.path.abspath(args.matterport_python) if os.sep in args.matterport_python else args.matterport_python
+    for rnd in range(args.rounds):
+        for precision in precisions:
+            r = run_ours(size, 1, "resnet50", args.steps, args.warmup, precision=precision)
+            rec["ours"][precision or "float32"] += r["step_times"][args.warmup:]
+        cmd = [python, "-c", TRAIN_CHILD, os.path.abspath(args.matterport_repo), ROOT, str(size), str(args.steps),
+               str(args.warmup), os.path.join(tmp, "logs")]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
+        p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env)
+        if p.returncode:
+            raise RuntimeError(f"matterport training child failed:\n{p.stderr[-3000:]}")
+        theirs = json.loads(p.stdout.strip().splitlines()[-1])
+        rec["matterport"] += theirs["step_times"][args.warmup:]
+        rec["matterport_tensorflow"] = theirs["tensorflow"]
+        print(f"round {rnd + 1} {size}px s/step: " + ", ".join(
+            f"ours {k} {np.median(v[-args.steps:]):.2f}" for k, v in rec["ours"].items())
+            + f", matterport {np.median(theirs['step_times'][args.warmup:]):.2f}", flush=True)
+    rec["median_seconds_per_step"] = {"matterport": float(np.median(rec["matterport"])),
+                                      **{k: float(np.median(v)) for k, v in rec["ours"].items()}}
+    return rec
+
+
 def report(records):
     print(f"\n{'size':>5} {'precision':<15} {'ours s':>7} {'matterport s':>13} {'speed-up':>9} "
           f"{'tamed dets (ours/theirs/matched)':>33} {'max score diff':>15} {'min mask IoU':>13}")
@@ -240,16 +331,30 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3, help="timed detect() calls per round, after 2 warm-up calls")
     ap.add_argument("--precisions", default="float32", help="ours: float32 and/or mixed_bfloat16, comma-separated")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=os.path.join("bench", "results", "matterport_inference.json"))
+    ap.add_argument("--train", action="store_true", help="time the training step (batch 1) instead of detect()")
+    ap.add_argument("--steps", type=int, default=5, help="--train: timed steps per round")
+    ap.add_argument("--warmup", type=int, default=2, help="--train: untimed first steps (graph building)")
+    ap.add_argument("--out", default=None,
+                    help="default: bench/results/matterport_inference.json (matterport_train.json with --train)")
     args = ap.parse_args(argv)
+    args.out = args.out or os.path.join("bench", "results", f"matterport_{'train' if args.train else 'inference'}.json")
     env = env_info()
     with tempfile.TemporaryDirectory(prefix="bench-matterport-") as tmp:
         records = []
         for size in (int(s) for s in args.sizes.split(",")):
+            if args.train:
+                records.append(time_train(args, size, tmp))
+                continue
             rec = time_size(args, size, tmp)
             rec["agreement"] = compare_outputs(args, size, tmp)
             records.append(rec)
-    report(records)
+    if args.train:
+        for rec in records:
+            m = rec["median_seconds_per_step"]
+            print(f"{rec['size']:>5} px s/step: matterport {m['matterport']:.2f}; "
+                  + "; ".join(f"ours {k} {v:.2f} ({m['matterport'] / v:.2f}x)" for k, v in m.items() if k != "matterport"))
+    else:
+        report(records)
     env["loadavg_at_end"] = loadavg()
     record = {"command": "python -m bench.bench_matterport " + " ".join(argv if argv is not None else sys.argv[1:]),
               "setting": dict(zip(("min_confidence", "max_instances"), SETTINGS["default"][:2])),
