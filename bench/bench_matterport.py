@@ -16,7 +16,7 @@ images): ours is bench_train's step; theirs is matterport's own ``MaskRCNN.train
 consecutive batch ends by a callback. To run at all on TF 2.15 with today's packages, matterport's
 code needs three patches in the child, the ones its users apply: the legacy SGD (Keras >= 2.11's
 has no graph-mode path), bool masks cast to float before scikit-image's resize (>= 0.19 refuses
-bool), and one data worker (its forked workers hang once one dies; its data takes ~0.1 s of a
+bool), and one data worker (with its forked workers the run hung; its data takes ~0.1 s of a
 multi-second step, so one is enough).
 
     .venv/bin/python -m bench.bench_matterport --matterport-python /path/tf215/bin/python \\
@@ -102,8 +102,8 @@ import json, multiprocessing, os, sys, time
 import numpy as np
 if not hasattr(np, "bool"):
     np.bool = bool
-# matterport's train() forks cpu_count() data workers after TensorFlow has started; a worker that
-# dies (see resize below) leaves fit() waiting forever. One worker: Keras' threaded enqueuer.
+# matterport's train() forks cpu_count() data workers after TensorFlow has started; unpatched, that
+# hung (most likely a worker died of the resize error below). One worker: Keras' threaded enqueuer.
 multiprocessing.cpu_count = lambda: 1
 sys.path[:0] = [sys.argv[1], sys.argv[2]]   # matterport's mrcnn; this checkout's bench (the images)
 import tensorflow as tf
