@@ -35,24 +35,26 @@ import time
 
 import numpy as np
 
-from bench.bench_inference import SETTINGS, make_config
+from bench.bench_inference import SETTINGS, bench_image, make_config
 from bench.env import env_info, loadavg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = r"""
-import json, os, sys, time
+import json, os, sys
 import numpy as np
 if not hasattr(np, "bool"):   # matterport's unmold_mask uses np.bool: gone in NumPy 1.24-1.26, back in 2.0
     np.bool = bool
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = [sys.argv[1], sys.argv[2]]   # matterport's mrcnn; this checkout's bench (image, timing)
 import h5py
 import tensorflow as tf
 from mrcnn.config import Config
 import mrcnn.model as modellib
+from bench.bench_inference import bench_image
+from bench.bench_matterport import timed_detect
 
-size, min_conf, max_inst = int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-weights, repeats, seed, out = sys.argv[5], int(sys.argv[6]), int(sys.argv[7]), sys.argv[8]
+size, min_conf, max_inst = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+weights, repeats, seed, out = sys.argv[6], int(sys.argv[7]), int(sys.argv[8]), sys.argv[9]
 
 class BenchConfig(Config):
     NAME = "bench"
@@ -82,14 +84,7 @@ own_loader_worked = loaded()
 if not own_loader_worked:
     model.keras_model.load_weights(weights, by_name=True)
 assert loaded(), "the weights did not load"
-image = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
-model.detect([image])
-model.detect([image])
-walls = []
-for _ in range(repeats):
-    t = time.perf_counter()
-    r = model.detect([image])[0]
-    walls.append(time.perf_counter() - t)
+walls, r = timed_detect(model, bench_image(size, seed), repeats)
 np.savez(out, rois=r["rois"], class_ids=r["class_ids"], scores=r["scores"], masks=np.packbits(r["masks"]),
          mask_shape=np.array(r["masks"].shape))
 print(json.dumps({"runs_seconds": walls, "tensorflow": tf.__version__, "detections": len(r["rois"]),
@@ -98,7 +93,7 @@ print(json.dumps({"runs_seconds": walls, "tensorflow": tf.__version__, "detectio
 
 
 TRAIN_CHILD = r"""
-import json, multiprocessing, os, sys, time
+import json, multiprocessing, sys, time
 import numpy as np
 if not hasattr(np, "bool"):
     np.bool = bool
@@ -181,16 +176,24 @@ def build_ours(size, precision, seed, weights=None, setting="default", tame=Fals
     return model
 
 
-def run_matterport(args, size, weights, out, setting="default"):
-    min_conf, max_inst = SETTINGS[setting][:2]
-    python = os.path.abspath(args.matterport_python) if os.sep in args.matterport_python else args.matterport_python
-    cmd = [python, "-c", CHILD, os.path.abspath(args.matterport_repo), str(size), str(min_conf),
-           str(max_inst), weights, str(args.repeats), str(args.seed), out]
+def run_child(args, source, child_args, cwd):
+    """``source`` under ``--matterport-python`` with argv [matterport repo, this checkout,
+    *child_args]; returns the JSON of its last stdout line."""
+    python = args.matterport_python
+    python = os.path.abspath(python) if os.sep in python else python   # the child runs in ``cwd``
+    cmd = [python, "-c", source, os.path.abspath(args.matterport_repo), ROOT, *map(str, child_args)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
-    p = subprocess.run(cmd, capture_output=True, text=True, cwd=os.path.dirname(out), env=env)
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env)
     if p.returncode:
         raise RuntimeError(f"matterport child under {args.matterport_python} failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def run_matterport(args, size, weights, out, setting="default"):
+    """matterport's detect() in the child: its timings, and its last result saved to ``out``."""
+    min_conf, max_inst = SETTINGS[setting][:2]
+    return run_child(args, CHILD, (size, min_conf, max_inst, weights, args.repeats, args.seed, out),
+                     os.path.dirname(out))
 
 
 def agreement(ours, theirs_npz):
@@ -227,7 +230,7 @@ def compare_outputs(args, size, tmp):
     import keras
 
     weights = os.path.join(tmp, f"tamed_{size}.h5")
-    image = np.random.default_rng(args.seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    image = bench_image(size, args.seed)
     results = {}
     for precision in args.precisions.split(","):
         model = build_ours(size, precision, args.seed, setting="dense", tame=True)
@@ -252,7 +255,7 @@ def time_size(args, size, tmp):
         models[precision] = build_ours(size, precision, args.seed, weights if models else None)
         if len(models) == 1:
             models[precision].save_weights(weights)
-    image = np.random.default_rng(args.seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    image = bench_image(size, args.seed)
     rec = {"size": size, "ours": {p: [] for p in models}, "matterport": [], "detections": {}}
     for rnd in range(args.rounds):
         for precision, model in models.items():
@@ -280,20 +283,13 @@ def time_train(args, size, tmp):
     ``train()`` at ``size``, batch 1, ResNet-50, 81 classes, the same synthetic images."""
     from bench.bench_train import run_ours
 
-    precisions = [None if p == "float32" else p for p in args.precisions.split(",")]
-    rec = {"size": size, "ours": {p or "float32": [] for p in precisions}, "matterport": []}
-    python = os.path.abspath(args.matterport_python) if os.sep in args.matterport_python else args.matterport_python
+    rec = {"size": size, "ours": {p: [] for p in args.precisions.split(",")}, "matterport": []}
     for rnd in range(args.rounds):
-        for precision in precisions:
-            r = run_ours(size, 1, "resnet50", args.steps, args.warmup, precision=precision)
-            rec["ours"][precision or "float32"] += r["step_times"][args.warmup:]
-        cmd = [python, "-c", TRAIN_CHILD, os.path.abspath(args.matterport_repo), ROOT, str(size), str(args.steps),
-               str(args.warmup), os.path.join(tmp, "logs")]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
-        p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env)
-        if p.returncode:
-            raise RuntimeError(f"matterport training child failed:\n{p.stderr[-3000:]}")
-        theirs = json.loads(p.stdout.strip().splitlines()[-1])
+        for precision, times in rec["ours"].items():
+            r = run_ours(size, 1, "resnet50", args.steps, args.warmup,
+                         precision=None if precision == "float32" else precision)
+            times += r["step_times"][args.warmup:]
+        theirs = run_child(args, TRAIN_CHILD, (size, args.steps, args.warmup, os.path.join(tmp, "logs")), tmp)
         rec["matterport"] += theirs["step_times"][args.warmup:]
         rec["matterport_tensorflow"] = theirs["tensorflow"]
         print(f"round {rnd + 1} {size}px s/step: " + ", ".join(
