@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import socket
@@ -124,8 +123,9 @@ def main(argv=None) -> int:
         url, tmp, size = args.child
         print(json.dumps(one_run(url, tmp, int(size))))
         return 0
-    import numpy
     import requests
+
+    from bench.env import env_info
     tmp = tempfile.mkdtemp(prefix="bench-csv-")
     server = None
     try:
@@ -153,9 +153,7 @@ def main(argv=None) -> int:
         assert all(r["rows_kept"] == cats for r in runs), (cats, [r["rows_kept"] for r in runs])
         keys = ("seconds", "mb_per_s", "rss_before_mb", "peak_rss_mb", "rss_at_10pct_mb", "max_rise_after_10pct_mb")
         med = {k: statistics.median(r[k] for r in runs) for k in keys}
-        result = {"env": {"python": platform.python_version(), "numpy": numpy.__version__,
-                          "requests": requests.__version__, "cpu_count": os.cpu_count(),
-                          "platform": platform.platform()},
+        result = {"env": env_info(("numpy", "requests")),
                   "command": "python -m bench.bench_csv_memory " + " ".join(argv or sys.argv[1:]),
                   "csv_bytes": size, "generate_s": round(gen_s, 1), "cat_rows": cats, "median": med, "runs": runs}
         print("CSV: %.2f GB, %d Cat rows, generated in %.1f s; server in a separate process" % (size / 1e9, cats, gen_s))
